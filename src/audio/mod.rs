@@ -1,0 +1,78 @@
+//! Audio in: decoding any supported file (symphonia) and resampling it to the
+//! station rate (rubato), as a stream of interleaved stereo `f32` blocks.
+//! Used by the library scan and by the mixer thread; never on the async
+//! runtime, since decoding is CPU-bound.
+
+mod decode;
+mod resample;
+
+pub use decode::{probe, AudioError, Decoder, Probe, Tags};
+pub use resample::Resampler;
+
+use std::path::Path;
+
+use crate::units::SampleRate;
+
+/// File extensions the library scan considers audio.
+pub const AUDIO_EXTENSIONS: [&str; 9] = ["mp3", "flac", "ogg", "oga", "wav", "m4a", "aac", "mp4", "alac"];
+
+pub fn is_audio_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// A decoded track as a pull stream of interleaved stereo frames at the
+/// station rate: decoder plus resampler.
+pub struct TrackReader {
+    decoder: Decoder,
+    resampler: Option<Resampler>,
+    /// Interleaved stereo output not yet handed out; `pos` is the read index.
+    pending: Vec<f32>,
+    pos: usize,
+    finished: bool,
+}
+
+impl TrackReader {
+    pub fn open(path: &Path, rate: SampleRate) -> Result<TrackReader, AudioError> {
+        let decoder = Decoder::open(path)?;
+        let resampler = if decoder.sample_rate() == rate {
+            None
+        } else {
+            Some(Resampler::new(decoder.sample_rate(), rate)?)
+        };
+        Ok(TrackReader { decoder, resampler, pending: Vec::new(), pos: 0, finished: false })
+    }
+
+    /// Appends up to `frames` stereo frames to `out`; returns how many were
+    /// appended. Zero means the track has ended.
+    pub fn read(&mut self, out: &mut Vec<f32>, frames: usize) -> Result<usize, AudioError> {
+        while self.pending.len() - self.pos < frames * 2 && !self.finished {
+            if self.pos > 0 {
+                self.pending.drain(..self.pos);
+                self.pos = 0;
+            }
+            match self.decoder.next_block()? {
+                Some(block) => match &mut self.resampler {
+                    Some(r) => r.push(&block, &mut self.pending)?,
+                    None => self.pending.extend_from_slice(&block),
+                },
+                None => {
+                    if let Some(r) = &mut self.resampler {
+                        r.finish(&mut self.pending)?;
+                    }
+                    self.finished = true;
+                }
+            }
+        }
+        let n = ((self.pending.len() - self.pos) / 2).min(frames);
+        out.extend_from_slice(&self.pending[self.pos..self.pos + n * 2]);
+        self.pos += n * 2;
+        Ok(n)
+    }
+
+    pub fn tags(&self) -> &Tags {
+        self.decoder.tags()
+    }
+}

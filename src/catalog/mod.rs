@@ -1,0 +1,165 @@
+//! The catalogue: every file in the library with its tags, length and
+//! status, in SQLite (WAL) under the data folder, so a restart reuses what a
+//! scan learnt. One connection behind a mutex: writes are rare (scans,
+//! failures on air) and short. Callers on the async runtime go through
+//! `spawn_blocking`.
+
+mod demo;
+mod scan;
+
+pub use demo::ensure_demo_library;
+pub use scan::ScanReport;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Bumped when the schema changes; older databases are migrated by dropping
+/// and rescanning (the catalogue is a cache of the library, not the truth).
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalogue {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("catalogue: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// A playable track as the scheduler and mixer see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub id: i64,
+    pub path: PathBuf,
+    pub title: String,
+    pub artist: String,
+    pub album: String,
+    pub duration_s: f64,
+}
+
+impl Track {
+    /// `Artist - Title`, or just the title when the artist is unknown.
+    pub fn display(&self) -> String {
+        if self.artist.is_empty() {
+            self.title.clone()
+        } else {
+            format!("{} - {}", self.artist, self.title)
+        }
+    }
+}
+
+/// A file the station cannot play, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedFile {
+    pub path: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Counts {
+    pub tracks: u64,
+    pub playable: u64,
+    pub failed: u64,
+}
+
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io { path: dir.to_owned(), source })?;
+        }
+        let open_err = |source| CatalogError::Open { path: path.to_owned(), source };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+        if version != SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "DROP TABLE IF EXISTS tracks;
+                 CREATE TABLE tracks (
+                     id INTEGER PRIMARY KEY,
+                     path TEXT NOT NULL UNIQUE,
+                     size INTEGER NOT NULL,
+                     mtime_ns INTEGER NOT NULL,
+                     title TEXT NOT NULL,
+                     artist TEXT NOT NULL,
+                     album TEXT NOT NULL,
+                     duration_s REAL NOT NULL,
+                     sample_rate INTEGER NOT NULL,
+                     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+                     error TEXT,
+                     scanned_at INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = {SCHEMA_VERSION};"
+            ))
+            .map_err(open_err)?;
+        }
+        Ok(Catalog { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent
+        // (every write is one statement or one transaction).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Playable tracks, in id order.
+    pub fn playable(&self) -> Result<Vec<Arc<Track>>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {TRACK_COLUMNS} FROM tracks WHERE status = 'ok' ORDER BY id"))?;
+        let rows = stmt.query_map([], |r| track_from_row(r).map(Arc::new))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn failed(&self) -> Result<Vec<FailedFile>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT path, COALESCE(error, '') FROM tracks WHERE status = 'failed' ORDER BY path")?;
+        let rows = stmt.query_map([], |r| Ok(FailedFile { path: r.get(0)?, error: r.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn counts(&self) -> Result<Counts, CatalogError> {
+        let conn = self.conn();
+        let (tracks, playable): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0) FROM tracks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Counts { tracks: tracks as u64, playable: playable as u64, failed: (tracks - playable) as u64 })
+    }
+
+    /// Records that a track failed on air, so it is not scheduled again until
+    /// the file changes.
+    pub fn mark_failed(&self, id: i64, error: &str) -> Result<(), CatalogError> {
+        self.conn().execute("UPDATE tracks SET status = 'failed', error = ?2 WHERE id = ?1", params![id, error])?;
+        Ok(())
+    }
+
+    pub fn track(&self, id: i64) -> Result<Option<Track>, CatalogError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(&format!("SELECT {TRACK_COLUMNS} FROM tracks WHERE id = ?1"), [id], track_from_row)
+            .optional()?)
+    }
+}
+
+const TRACK_COLUMNS: &str = "id, path, title, artist, album, duration_s";
+
+fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
+    Ok(Track {
+        id: r.get(0)?,
+        path: PathBuf::from(r.get::<_, String>(1)?),
+        title: r.get(2)?,
+        artist: r.get(3)?,
+        album: r.get(4)?,
+        duration_s: r.get(5)?,
+    })
+}

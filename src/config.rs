@@ -1,0 +1,284 @@
+//! Configuration: `config/nonstop.toml` parsed into typed, validated
+//! settings before any thread is spawned. Every error names the file and the
+//! key (`stream.bitrate_kbps`), so a typo never surfaces later as a strange
+//! failure deep in the pipeline.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::units::SampleRate;
+
+/// Bitrates LAME can produce as MPEG-1 Layer III CBR.
+pub const BITRATES_KBPS: [u32; 13] = [32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key} = {value}: {reason}")]
+    Invalid { path: PathBuf, key: &'static str, value: String, reason: String },
+}
+
+/// The whole configuration file. Unknown keys are rejected.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub paths: PathsConfig,
+    pub stream: StreamConfig,
+    pub queues: QueuesConfig,
+    pub mixer: MixerConfig,
+    /// Where this configuration came from, for error messages. Not a key.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default: `0.0.0.0:8000`.
+    pub listen: SocketAddr,
+    /// Station name sent as `icy-name` and shown on /status. Default: `nonstop`.
+    pub station_name: String,
+    /// Concurrent listeners allowed; more get 503. Default: `1000`.
+    pub max_listeners: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:8000".parse().expect("valid literal"),
+            station_name: "nonstop".into(),
+            max_listeners: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// Runtime data: the catalogue database. Default: `data`.
+    pub data_dir: PathBuf,
+    /// The music library. Default: `<data_dir>/library`.
+    pub library_dir: Option<PathBuf>,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig { data_dir: "data".into(), library_dir: None }
+    }
+}
+
+impl PathsConfig {
+    pub fn library(&self) -> PathBuf {
+        self.library_dir.clone().unwrap_or_else(|| self.data_dir.join("library"))
+    }
+    pub fn catalog_db(&self) -> PathBuf {
+        self.data_dir.join("catalog.sqlite")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// CBR bitrate in kbps. Default: `128`.
+    pub bitrate_kbps: u32,
+    /// Station sample rate in Hz (32000, 44100 or 48000). Default: `44100`.
+    pub sample_rate: u32,
+    /// LAME algorithm quality, 0 (best, slowest) to 9. Default: `3` (LAME's own CLI default).
+    pub lame_quality: u8,
+    /// Audio bytes between ICY metadata blocks. Default: `16000`.
+    pub icy_metaint: usize,
+    /// Seconds of audio a new listener gets at once on connect. Default: `3.0`.
+    pub burst_s: f64,
+    /// A listener further behind live than this is disconnected. Default: `10.0`.
+    pub max_lag_s: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            bitrate_kbps: 128,
+            sample_rate: 44_100,
+            lame_quality: 3,
+            icy_metaint: 16_000,
+            burst_s: 3.0,
+            max_lag_s: 10.0,
+        }
+    }
+}
+
+impl StreamConfig {
+    pub fn rate(&self) -> SampleRate {
+        SampleRate(self.sample_rate)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueuesConfig {
+    /// Capacity of the mixed-PCM queue between mixer and encoder, seconds. Default: `10.0`.
+    pub pcm_s: f64,
+    /// Capacity of the MP3-frame queue between encoder and broadcaster, seconds. Default: `5.0`.
+    pub frames_s: f64,
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        QueuesConfig { pcm_s: 10.0, frames_s: 5.0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MixerConfig {
+    /// Length of the equal-power crossfade between tracks, seconds. Default: `6.0`.
+    pub crossfade_s: f64,
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        MixerConfig { crossfade_s: 6.0 }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.source = path.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that the types alone do not constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.stream;
+        let check = |ok: bool, key: &'static str, value: String, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    path: self.source.clone(),
+                    key,
+                    value,
+                    reason: reason.to_string(),
+                })
+            }
+        };
+        check(
+            BITRATES_KBPS.contains(&s.bitrate_kbps),
+            "stream.bitrate_kbps",
+            s.bitrate_kbps.to_string(),
+            "must be an MPEG-1 Layer III bitrate (32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)",
+        )?;
+        check(
+            [32_000, 44_100, 48_000].contains(&s.sample_rate),
+            "stream.sample_rate",
+            s.sample_rate.to_string(),
+            "must be 32000, 44100 or 48000",
+        )?;
+        check(s.lame_quality <= 9, "stream.lame_quality", s.lame_quality.to_string(), "must be 0..=9")?;
+        check(
+            (256..=1_048_576).contains(&s.icy_metaint),
+            "stream.icy_metaint",
+            s.icy_metaint.to_string(),
+            "must be between 256 and 1048576 bytes",
+        )?;
+        check(
+            s.burst_s.is_finite() && (0.0..=60.0).contains(&s.burst_s),
+            "stream.burst_s",
+            s.burst_s.to_string(),
+            "must be between 0 and 60 seconds",
+        )?;
+        check(
+            s.max_lag_s.is_finite() && s.max_lag_s > s.burst_s + 0.5 && s.max_lag_s <= 600.0,
+            "stream.max_lag_s",
+            s.max_lag_s.to_string(),
+            "must exceed stream.burst_s by at least 0.5 s (a new listener starts burst_s behind) and be at most 600",
+        )?;
+        check(
+            self.server.max_listeners >= 1,
+            "server.max_listeners",
+            self.server.max_listeners.to_string(),
+            "must be at least 1",
+        )?;
+        check(
+            self.queues.pcm_s.is_finite() && (0.5..=600.0).contains(&self.queues.pcm_s),
+            "queues.pcm_s",
+            self.queues.pcm_s.to_string(),
+            "must be between 0.5 and 600 seconds",
+        )?;
+        check(
+            self.queues.frames_s.is_finite() && (0.5..=600.0).contains(&self.queues.frames_s),
+            "queues.frames_s",
+            self.queues.frames_s.to_string(),
+            "must be between 0.5 and 600 seconds",
+        )?;
+        check(
+            self.mixer.crossfade_s.is_finite() && (0.0..=60.0).contains(&self.mixer.crossfade_s),
+            "mixer.crossfade_s",
+            self.mixer.crossfade_s.to_string(),
+            "must be between 0 and 60 seconds",
+        )?;
+        check(
+            !self.server.station_name.trim().is_empty(),
+            "server.station_name",
+            format!("{:?}", self.server.station_name),
+            "must not be empty",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_matches_defaults() {
+        let text = include_str!("../config/nonstop.toml");
+        let c = parse(text).expect("shipped config parses");
+        let d = Config::default();
+        assert_eq!(c.stream.bitrate_kbps, d.stream.bitrate_kbps);
+        assert_eq!(c.stream.icy_metaint, d.stream.icy_metaint);
+        assert_eq!(c.server.listen, d.server.listen);
+        assert_eq!(c.queues.pcm_s, d.queues.pcm_s);
+        assert_eq!(c.mixer.crossfade_s, d.mixer.crossfade_s);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = parse("[stream]\nbitrat_kbps = 128\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("bitrat_kbps"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key() {
+        let err = parse("[stream]\nbitrate_kbps = 100\n").unwrap_err().to_string();
+        assert!(err.contains("stream.bitrate_kbps = 100"), "{err}");
+        let err = parse("[stream]\nburst_s = 5.0\nmax_lag_s = 4.0\n").unwrap_err().to_string();
+        assert!(err.contains("stream.max_lag_s"), "{err}");
+        let err = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! The `/status` document: one consistent-enough snapshot of every stage.
+//! Catalogue counts come from SQLite, read on a blocking thread.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::broadcast::Hub;
+use crate::catalog::{Catalog, CatalogError, FailedFile, Track};
+use crate::config::Config;
+use crate::ordering::Scheduler;
+use crate::stats::Stats;
+
+#[derive(Clone)]
+pub struct StatusSource {
+    pub config: Arc<Config>,
+    pub stats: Arc<Stats>,
+    pub hub: Arc<Hub>,
+    pub scheduler: Arc<Mutex<Scheduler>>,
+    pub catalog: Arc<Catalog>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub station: StationStatus,
+    pub now_playing: Option<NowPlaying>,
+    pub upcoming: Vec<TrackSummary>,
+    pub queues: Queues,
+    pub broadcast: BroadcastStatus,
+    pub listeners: Listeners,
+    pub library: Library,
+    pub mixer: MixerStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StationStatus {
+    pub name: String,
+    pub uptime_s: f64,
+    pub bitrate_kbps: u32,
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NowPlaying {
+    pub id: i64,
+    pub title: String,
+    pub artist: String,
+    pub album: String,
+    /// Media time (samples since the stream started) at which it became audible.
+    pub started_at: u64,
+    pub started_at_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrackSummary {
+    pub id: i64,
+    pub title: String,
+    pub artist: String,
+    pub duration_s: f64,
+}
+
+impl From<&Track> for TrackSummary {
+    fn from(t: &Track) -> Self {
+        TrackSummary { id: t.id, title: t.title.clone(), artist: t.artist.clone(), duration_s: t.duration_s }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Queues {
+    pub pcm: Queue,
+    pub frames: Queue,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Queue {
+    pub depth_s: f64,
+    pub capacity_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BroadcastStatus {
+    pub frames_sent: u64,
+    pub underruns: u64,
+    /// How late the newest frame left relative to its wall-clock deadline.
+    pub drift_ms: f64,
+    pub burst_s: f64,
+    pub media_time_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Listeners {
+    pub count: usize,
+    pub max: usize,
+    pub total: u64,
+    pub dropped_slow: u64,
+    pub refused_full: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Library {
+    pub tracks: u64,
+    pub playable: u64,
+    pub failed: u64,
+    pub failed_files: Vec<FailedFile>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MixerStatus {
+    pub ordering: String,
+    pub crossfade_s: f64,
+    pub tracks_started: u64,
+    pub track_failures: u64,
+    pub last_error: Option<String>,
+}
+
+impl StatusSource {
+    pub async fn snapshot(&self) -> Result<Status, CatalogError> {
+        let catalog = self.catalog.clone();
+        let (counts, failed_files) = tokio::task::spawn_blocking(move || Ok::<_, CatalogError>((catalog.counts()?, catalog.failed()?)))
+            .await
+            .expect("catalogue read panicked")?;
+        let s = &self.stats;
+        let rate = s.rate.0 as f64;
+        let frame_s = crate::units::MP3_FRAME_SAMPLES as f64 / rate;
+        let (upcoming, ordering) = {
+            let sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+            (sched.upcoming().iter().map(|t| TrackSummary::from(&**t)).collect(), sched.orderer_name().to_string())
+        };
+        let now_playing = self.hub.on_air().and_then(|on_air| {
+            on_air.track.as_ref().map(|t| NowPlaying {
+                id: t.id,
+                title: t.title.clone(),
+                artist: t.artist.clone(),
+                album: t.album.clone(),
+                started_at: on_air.started_at.0,
+                started_at_s: on_air.started_at.0 as f64 / rate,
+            })
+        });
+        let frames_sent = s.frames_sent.load(Ordering::Relaxed);
+        Ok(Status {
+            station: StationStatus {
+                name: self.config.server.station_name.clone(),
+                uptime_s: s.started.elapsed().as_secs_f64(),
+                bitrate_kbps: self.config.stream.bitrate_kbps,
+                sample_rate: self.config.stream.sample_rate,
+            },
+            now_playing,
+            upcoming,
+            queues: Queues {
+                pcm: Queue {
+                    depth_s: s.pcm_queued.load(Ordering::Relaxed) as f64 / rate,
+                    capacity_s: s.pcm_capacity as f64 / rate,
+                },
+                frames: Queue {
+                    depth_s: s.frames_queued.load(Ordering::Relaxed) as f64 * frame_s,
+                    capacity_s: s.frames_capacity as f64 * frame_s,
+                },
+            },
+            broadcast: BroadcastStatus {
+                frames_sent,
+                underruns: s.underruns.load(Ordering::Relaxed),
+                drift_ms: s.drift_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                burst_s: self.hub.burst_s(),
+                media_time_s: frames_sent as f64 * frame_s,
+            },
+            listeners: Listeners {
+                count: self.hub.listener_count(),
+                max: self.config.server.max_listeners,
+                total: s.listeners_total.load(Ordering::Relaxed),
+                dropped_slow: s.listeners_dropped.load(Ordering::Relaxed),
+                refused_full: s.listeners_refused.load(Ordering::Relaxed),
+            },
+            library: Library { tracks: counts.tracks, playable: counts.playable, failed: counts.failed, failed_files },
+            mixer: MixerStatus {
+                ordering,
+                crossfade_s: self.config.mixer.crossfade_s,
+                tracks_started: s.tracks_started.load(Ordering::Relaxed),
+                track_failures: s.track_failures.load(Ordering::Relaxed),
+                last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            },
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! nonstop — an endless, beatmatched internet radio station.
+//!
+//! # Layout
+//! In the order audio flows through the station:
+//! - [`config`]: `config/nonstop.toml` into typed, validated settings.
+//! - [`catalog`]: the library scan and the SQLite catalogue (and the demo library).
+//! - [`ordering`]: which track plays next (the seam for curator plugins).
+//! - [`audio`]: decoding (symphonia) and resampling (rubato) to the station rate.
+//! - [`mixer`]: the mixer thread — crossfades tracks into one PCM stream.
+//! - [`encoder`]: the encoder thread — LAME, split into tagged MP3 frames.
+//! - [`broadcast`]: the paced broadcaster and the listener hub.
+//! - [`http`]: hyper front: stream, ICY metadata, playlists, status.
+//! - [`station`]: wires the stages together; [`stats`] is what they report.
+//!
+//! Supporting: [`units`] (media time in samples), [`mp3`] (frame headers),
+//! [`synth`] (music with known tempo, beats and key, for the demo library and tests).
+
+#![forbid(unsafe_code)]
+
+pub mod audio;
+pub mod broadcast;
+pub mod catalog;
+pub mod config;
+pub mod encoder;
+pub mod http;
+pub mod mixer;
+pub mod mp3;
+pub mod ordering;
+pub mod station;
+pub mod stats;
+pub mod synth;
+pub mod units;

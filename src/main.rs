@@ -1,0 +1,102 @@
+//! The `nonstop` command: parses the command line, loads the configuration
+//! and starts the station. Only wiring lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nonstop::config::Config;
+use nonstop::station::Station;
+
+/// An endless, beatmatched internet radio station.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the station (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ServeArgs {
+    /// Configuration file [default: config/nonstop.toml if it exists].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:0 for any free port (overrides server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data folder for the catalogue (overrides paths.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Music library folder (overrides paths.library_dir).
+    #[arg(long, value_name = "DIR")]
+    library: Option<PathBuf>,
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let default = PathBuf::from("config/nonstop.toml");
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None if default.exists() => Config::load(&default)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(data) = &args.data {
+        config.paths.data_dir = data.clone();
+    }
+    if let Some(library) = &args.library {
+        config.paths.library_dir = Some(library.clone());
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = load_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let station = Station::start(config, listener).await?;
+    println!("listening on http://{}", station.local_addr());
+    println!("  stream:   http://{}/stream.mp3", station.local_addr());
+    println!("  status:   http://{}/status", station.local_addr());
+    wait_for_signal().await;
+    eprintln!("shutting down");
+    station.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

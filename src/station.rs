@@ -1,0 +1,186 @@
+//! Wiring: builds every stage from a validated `Config` and an already
+//! bound listener, and tears them down in order. `main` and the integration
+//! tests both start the station through here.
+//!
+//! Threads: mixer and encoder (OS threads), scan and catalogue reads
+//! (blocking pool). Tasks: broadcaster and HTTP (tokio).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broadcast::{self, Hub};
+use crate::catalog::{self, Catalog, CatalogError, ScanReport};
+use crate::config::Config;
+use crate::encoder::{self, LameError, LameSettings};
+use crate::http::{self, HttpState, StatusSource};
+use crate::mixer::{self, MixerSettings};
+use crate::ordering::{Scheduler, Shuffle};
+use crate::stats::Stats;
+use crate::units::MP3_FRAME_SAMPLES;
+
+/// Nominal length of each synthesised demo track, seconds.
+pub const DEMO_TRACK_SECONDS: f64 = 150.0;
+
+/// PCM block length: four MP3 frames, about 0.1 s.
+const PCM_BLOCK_FRAMES: usize = 4 * MP3_FRAME_SAMPLES as usize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Lame(#[from] LameError),
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone). The watch
+/// guard is dropped inside, so the future stays `Send`.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// A running station.
+pub struct Station {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    stop_mixer: Arc<AtomicBool>,
+    mixer: Option<JoinHandle<()>>,
+    encoder: Option<JoinHandle<Result<(), LameError>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub scan: ScanReport,
+    pub status: StatusSource,
+}
+
+impl Station {
+    /// Opens the catalogue, makes the demo library if the library is empty,
+    /// scans, and starts every stage. Serves on `listener`.
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Station, StationError> {
+        let config = Arc::new(config);
+        let addr = listener.local_addr()?;
+        let rate = config.stream.rate();
+
+        let cfg = config.clone();
+        let (catalog, scan) = tokio::task::spawn_blocking(move || -> Result<_, CatalogError> {
+            let library = cfg.paths.library();
+            let written = catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS)?;
+            if written > 0 {
+                tracing::info!("library was empty: wrote {written} demo tracks to {}", library.display());
+            }
+            let catalog = Catalog::open(&cfg.paths.catalog_db())?;
+            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let scan = catalog.scan(&library, workers)?;
+            Ok((Arc::new(catalog), scan))
+        })
+        .await
+        .expect("scan panicked")?;
+        tracing::info!(
+            "library: {} files, {} unchanged, {} new or changed, {} failed, {} removed",
+            scan.files,
+            scan.unchanged,
+            scan.added,
+            scan.failed,
+            scan.removed
+        );
+        let playable = {
+            let c = catalog.clone();
+            tokio::task::spawn_blocking(move || c.playable()).await.expect("catalogue read panicked")?
+        };
+        if playable.is_empty() {
+            tracing::warn!("no playable tracks: sending silence until the library has some");
+        }
+        let scheduler = Arc::new(Mutex::new(Scheduler::new(Box::new(Shuffle::new(None)), playable)));
+
+        let pcm_capacity_frames = rate.frames_in(config.queues.pcm_s);
+        let pcm_blocks = (pcm_capacity_frames as usize / PCM_BLOCK_FRAMES).max(1);
+        let frame_slots = rate.mp3_frames_in(config.queues.frames_s);
+        let stats = Arc::new(Stats::new(rate, (pcm_blocks * PCM_BLOCK_FRAMES) as u64, frame_slots as u64));
+
+        // Bounded in blocks (fixed size, so capacity in seconds is exact);
+        // crossbeam for a blocking send with timeout from the mixer thread.
+        let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(pcm_blocks);
+        // tokio mpsc: the encoder thread blocks on it, the broadcaster task
+        // polls it without blocking the runtime.
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(frame_slots);
+
+        let lame = LameSettings {
+            sample_rate: rate.0,
+            bitrate_kbps: config.stream.bitrate_kbps,
+            quality: config.stream.lame_quality,
+        };
+        let silence = encoder::silence_frames(lame)?;
+        let stop_mixer = Arc::new(AtomicBool::new(false));
+        let mixer_settings = MixerSettings {
+            rate,
+            crossfade: rate.frames_in(config.mixer.crossfade_s) as usize,
+            block: PCM_BLOCK_FRAMES,
+        };
+        let mixer = mixer::spawn(
+            mixer_settings,
+            scheduler.clone(),
+            catalog.clone(),
+            pcm_tx,
+            stats.clone(),
+            stop_mixer.clone(),
+        )?;
+        let encoder = encoder::spawn(lame, pcm_rx, frames_tx, stats.clone())?;
+
+        let hub = Hub::new(rate, config.stream.burst_s, config.stream.max_lag_s, stats.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let status = StatusSource { config: config.clone(), stats, hub: hub.clone(), scheduler, catalog };
+        let broadcaster = tokio::spawn(broadcast::run(hub.clone(), frames_rx, silence, shutdown_rx.clone()));
+        let state = Arc::new(HttpState { config, hub, status: status.clone() });
+        let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
+        Ok(Station {
+            addr,
+            shutdown,
+            stop_mixer,
+            mixer: Some(mixer),
+            encoder: Some(encoder),
+            tasks: vec![broadcaster, server],
+            scan,
+            status,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends every listener's stream, stops the pipeline and
+    /// joins its threads. The catalogue is closed when the last handle drops.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.stop_mixer.store(true, Ordering::Relaxed);
+        let (mixer, encoder) = (self.mixer.take(), self.encoder.take());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(m) = mixer {
+                let _ = m.join();
+            }
+            if let Some(e) = encoder {
+                match e.join() {
+                    Ok(Err(err)) => tracing::warn!("encoder: {err}"),
+                    Err(_) => tracing::warn!("encoder thread panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Station {
+    fn drop(&mut self) {
+        // Dropped without shutdown(): at least stop the threads.
+        let _ = self.shutdown.send(true);
+        self.stop_mixer.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,72 @@
+//! Counters and gauges the pipeline stages update and /status reads.
+//! Plain atomics: every stage writes its own fields, readers only need a
+//! recent value, so `Relaxed` suffices everywhere.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::units::SampleRate;
+
+#[derive(Debug)]
+pub struct Stats {
+    pub started: Instant,
+    pub rate: SampleRate,
+    /// Sample frames in the PCM queue (mixer -> encoder).
+    pub pcm_queued: AtomicU64,
+    pub pcm_capacity: u64,
+    /// MP3 frames in the frame queue (encoder -> broadcaster).
+    pub frames_queued: AtomicU64,
+    pub frames_capacity: u64,
+    /// Frames released on air, silence included.
+    pub frames_sent: AtomicU64,
+    /// Deadlines at which the frame queue was empty (silence sent).
+    pub underruns: AtomicU64,
+    /// How late the last frame went out relative to its deadline, microseconds.
+    pub drift_us: AtomicI64,
+    pub listeners: AtomicUsize,
+    pub listeners_total: AtomicU64,
+    /// Listeners disconnected for falling too far behind.
+    pub listeners_dropped: AtomicU64,
+    /// Listeners refused because `max_listeners` was reached.
+    pub listeners_refused: AtomicU64,
+    pub tracks_started: AtomicU64,
+    /// Tracks that failed while on air (opened or decoded badly) and were skipped.
+    pub track_failures: AtomicU64,
+    /// CPU time spent in each stage, nanoseconds (for render benchmarks).
+    pub decode_ns: AtomicU64,
+    pub mix_ns: AtomicU64,
+    pub encode_ns: AtomicU64,
+    /// Last mixer error shown on /status.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    pub fn new(rate: SampleRate, pcm_capacity: u64, frames_capacity: u64) -> Stats {
+        Stats {
+            started: Instant::now(),
+            rate,
+            pcm_queued: AtomicU64::new(0),
+            pcm_capacity,
+            frames_queued: AtomicU64::new(0),
+            frames_capacity,
+            frames_sent: AtomicU64::new(0),
+            underruns: AtomicU64::new(0),
+            drift_us: AtomicI64::new(0),
+            listeners: AtomicUsize::new(0),
+            listeners_total: AtomicU64::new(0),
+            listeners_dropped: AtomicU64::new(0),
+            listeners_refused: AtomicU64::new(0),
+            tracks_started: AtomicU64::new(0),
+            track_failures: AtomicU64::new(0),
+            decode_ns: AtomicU64::new(0),
+            mix_ns: AtomicU64::new(0),
+            encode_ns: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn set_error(&self, message: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+}
