@@ -64,7 +64,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,symphonia=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

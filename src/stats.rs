@@ -12,11 +12,12 @@ use crate::units::SampleRate;
 pub struct Stats {
     pub started: Instant,
     pub rate: SampleRate,
-    /// Sample frames in the PCM queue (mixer -> encoder).
-    pub pcm_queued: AtomicU64,
+    /// Sample frames in the PCM queue (mixer -> encoder). Signed: the
+    /// consumer may count a block out before the producer counts it in.
+    pub pcm_queued: AtomicI64,
     pub pcm_capacity: u64,
-    /// MP3 frames in the frame queue (encoder -> broadcaster).
-    pub frames_queued: AtomicU64,
+    /// MP3 frames in the frame queue (encoder -> broadcaster). Signed, as above.
+    pub frames_queued: AtomicI64,
     pub frames_capacity: u64,
     /// Frames released on air, silence included.
     pub frames_sent: AtomicU64,
@@ -46,9 +47,9 @@ impl Stats {
         Stats {
             started: Instant::now(),
             rate,
-            pcm_queued: AtomicU64::new(0),
+            pcm_queued: AtomicI64::new(0),
             pcm_capacity,
-            frames_queued: AtomicU64::new(0),
+            frames_queued: AtomicI64::new(0),
             frames_capacity,
             frames_sent: AtomicU64::new(0),
             underruns: AtomicU64::new(0),

@@ -52,7 +52,7 @@ pub fn spawn(
         let mut mp3 = Vec::new();
         while let Ok(block) = pcm_rx.recv() {
             let frames = block.samples.len() as u64 / 2;
-            stats.pcm_queued.fetch_sub(frames, Ordering::Relaxed);
+            stats.pcm_queued.fetch_sub(frames as i64, Ordering::Relaxed);
             labels.push(block.start, block.on_air.clone());
             mp3.clear();
             let started = std::time::Instant::now();
@@ -66,10 +66,10 @@ pub fn spawn(
                 let on_air = labels.at(MediaTime(heard_at));
                 let frame = Frame { seq, media_time, on_air, data: Bytes::from(bytes) };
                 seq += 1;
-                stats.frames_queued.fetch_add(1, Ordering::Relaxed);
                 if frames_tx.blocking_send(frame).is_err() {
                     return Ok(());
                 }
+                stats.frames_queued.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())

@@ -31,10 +31,14 @@ use crate::config::Config;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Kernel send buffer per listener socket. Small, so a stalled listener's
-/// backlog shows up as lag (and gets it dropped) within seconds instead of
-/// hiding megabytes in the kernel; 64 KiB is 4 s at 128 kbps.
-const LISTENER_SNDBUF: usize = 64 * 1024;
+/// Kernel send buffer per socket (Linux doubles it). Small, so a stalled
+/// listener's backlog shows up as lag (and gets it dropped) within seconds
+/// instead of hiding megabytes in the kernel: 32 KiB is 2 s at 128 kbps.
+const LISTENER_SNDBUF: usize = 32 * 1024;
+
+/// hyper's per-connection buffer (its minimum). Body chunks queue here
+/// before the socket; kept small for the same reason as the send buffer.
+const CONN_BUF: usize = 8192;
 
 /// How long shutdown waits for connections to finish cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -78,7 +82,9 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
                 async move { Ok::<_, Infallible>(route(&state, kick, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(CONN_BUF)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {

@@ -149,11 +149,11 @@ impl StatusSource {
             upcoming,
             queues: Queues {
                 pcm: Queue {
-                    depth_s: s.pcm_queued.load(Ordering::Relaxed) as f64 / rate,
+                    depth_s: s.pcm_queued.load(Ordering::Relaxed).max(0) as f64 / rate,
                     capacity_s: s.pcm_capacity as f64 / rate,
                 },
                 frames: Queue {
-                    depth_s: s.frames_queued.load(Ordering::Relaxed) as f64 * frame_s,
+                    depth_s: s.frames_queued.load(Ordering::Relaxed).max(0) as f64 * frame_s,
                     capacity_s: s.frames_capacity as f64 * frame_s,
                 },
             },

@@ -216,24 +216,33 @@ impl Worker {
         self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).remove(track.id);
     }
 
-    /// Sends one block, blocking while the queue is full (checking for stop).
+    /// Sends `samples` as blocks of at most one block length, blocking while
+    /// the queue is full (checking for stop).
     fn emit(&mut self, samples: Vec<f32>, on_air: Arc<OnAir>) -> Result<(), Stopped> {
+        let max = self.settings.block * 2;
+        if samples.len() <= max {
+            return self.send(samples, on_air);
+        }
+        for chunk in samples.chunks(max) {
+            self.send(chunk.to_vec(), on_air.clone())?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, samples: Vec<f32>, on_air: Arc<OnAir>) -> Result<(), Stopped> {
         let frames = samples.len() / 2;
         if frames == 0 {
             return Ok(());
         }
         let mut block = PcmBlock { start: self.now, samples, on_air };
-        self.stats.pcm_queued.fetch_add(frames as u64, Ordering::Relaxed);
         loop {
             match self.out.send_timeout(block, Duration::from_millis(200)) {
                 Ok(()) => break,
                 Err(SendTimeoutError::Timeout(b)) if !self.stop.load(Ordering::Relaxed) => block = b,
-                Err(_) => {
-                    self.stats.pcm_queued.fetch_sub(frames as u64, Ordering::Relaxed);
-                    return Err(Stopped);
-                }
+                Err(_) => return Err(Stopped),
             }
         }
+        self.stats.pcm_queued.fetch_add(frames as i64, Ordering::Relaxed);
         self.now = self.now + frames as u64;
         Ok(())
     }

@@ -1,0 +1,123 @@
+//! The HTTP surface: status document, playlists, errors, limits, shutdown.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_has_every_field_and_queues_stay_within_capacity() {
+    let t = start_station(|_| {}, |_| {}).await;
+    let mut listener = get(t.addr, "/stream.mp3", &[]).await;
+    let reading = tokio::spawn(async move { listener.read_for(Duration::from_secs(4)).await });
+    let mut last_sent = 0;
+    for _ in 0..12 {
+        let s = status(t.addr).await;
+        for key in ["name", "uptime_s", "bitrate_kbps", "sample_rate"] {
+            assert!(!s["station"][key].is_null(), "station.{key}: {s}");
+        }
+        for key in ["id", "title", "artist", "started_at"] {
+            assert!(!s["now_playing"][key].is_null(), "now_playing.{key}: {s}");
+        }
+        assert!(s["upcoming"].as_array().is_some_and(|u| !u.is_empty()), "upcoming: {s}");
+        for q in ["pcm", "frames"] {
+            let depth = s["queues"][q]["depth_s"].as_f64().unwrap();
+            let capacity = s["queues"][q]["capacity_s"].as_f64().unwrap();
+            assert!((0.0..=capacity).contains(&depth), "queues.{q}: depth {depth} > capacity {capacity}");
+        }
+        for key in ["frames_sent", "underruns", "drift_ms", "burst_s"] {
+            assert!(s["broadcast"][key].is_number(), "broadcast.{key}: {s}");
+        }
+        let sent = s["broadcast"]["frames_sent"].as_u64().unwrap();
+        assert!(sent >= last_sent);
+        last_sent = sent;
+        assert!(s["listeners"]["count"].is_number() && s["listeners"]["max"].is_number());
+        for key in ["tracks", "playable", "failed"] {
+            assert!(s["library"][key].is_number(), "library.{key}: {s}");
+        }
+        assert!(s["library"]["failed_files"].is_array());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let s = status(t.addr).await;
+    assert_eq!(s["listeners"]["count"], 1);
+    assert_eq!(s["library"]["playable"], 3);
+    reading.await.unwrap();
+    t.station.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_head_and_errors() {
+    let t = start_station(|_| {}, |_| {}).await;
+    let url = format!("http://{}/stream.mp3", t.addr);
+
+    let mut m3u = get(t.addr, "/listen.m3u", &[("Connection", "close")]).await;
+    assert_eq!(m3u.status, 200);
+    assert_eq!(m3u.header("content-type").as_deref(), Some("audio/x-mpegurl"));
+    let body = String::from_utf8(m3u.read_to_end(Duration::from_secs(5)).await).unwrap();
+    assert!(body.starts_with("#EXTM3U") && body.lines().any(|l| l == url), "{body}");
+
+    let mut pls = get(t.addr, "/listen.pls", &[("Connection", "close")]).await;
+    let body = String::from_utf8(pls.read_to_end(Duration::from_secs(5)).await).unwrap();
+    assert!(body.starts_with("[playlist]") && body.contains(&format!("File1={url}")), "{body}");
+
+    let mut head = request(t.addr, "HEAD", "/stream.mp3", &[("Icy-MetaData", "1")], None).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type").as_deref(), Some("audio/mpeg"));
+    assert_eq!(head.header("icy-metaint").as_deref(), Some("2048"));
+    assert!(head.read_to_end(Duration::from_secs(5)).await.is_empty(), "HEAD has no body");
+
+    assert_eq!(get(t.addr, "/nope", &[]).await.status, 404);
+    assert_eq!(request(t.addr, "POST", "/status", &[("Content-Length", "0")], None).await.status, 405);
+    assert_eq!(status(t.addr).await["listeners"]["total"], 0, "HEAD is not a listener");
+    t.station.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_listeners_is_enforced() {
+    let t = start_station(|_| {}, |c| c.server.max_listeners = 2).await;
+    let a = get(t.addr, "/stream.mp3", &[]).await;
+    let _b = get(t.addr, "/stream.mp3", &[]).await;
+    assert_eq!(a.status, 200);
+    let refused = get(t.addr, "/stream.mp3", &[]).await;
+    assert_eq!(refused.status, 503);
+    drop(a);
+    let s = wait_status(t.addr, Duration::from_secs(5), |s| s["listeners"]["count"] == 1).await;
+    assert_eq!(s["listeners"]["count"], 1, "{s}");
+    assert_eq!(s["listeners"]["refused_full"], 1);
+    assert_eq!(get(t.addr, "/stream.mp3", &[]).await.status, 200);
+    t.station.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_clients_get_a_plain_stream() {
+    let t = start_station(|_| {}, |_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(b"GET /stream.mp3 HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut got = Vec::new();
+    while got.len() < 4096 {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..split]).to_lowercase();
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    frames(&got[split..]);
+    t.station.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_listeners_cleanly() {
+    let t = start_station(|_| {}, |_| {}).await;
+    let mut c = get(t.addr, "/stream.mp3", &[]).await;
+    let _ = c.read_for(Duration::from_millis(1200)).await;
+    let addr = t.addr;
+    let done = tokio::time::timeout(Duration::from_secs(15), t.station.shutdown()).await;
+    assert!(done.is_ok(), "shutdown finished");
+    let rest = c.read_to_end(Duration::from_secs(5)).await;
+    // The stream ended on a whole frame: the client got an EOF, not a cut.
+    frames(&rest[rest.iter().position(|&b| b == 0xFF).unwrap_or(0)..]);
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: a real station on 127.0.0.1:0 over a generated library,
+//! read by raw TCP clients the way players read it.
+
+mod util;
+
+mod http;
+mod icy;
+mod library;
+mod stream;

@@ -1,0 +1,238 @@
+//! Helpers for the integration tests: a station on port 0 over a generated
+//! library, and a raw HTTP client that reads the stream like a player.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nonstop::config::Config;
+use nonstop::encoder::{encode_file, FileTags, LameSettings};
+use nonstop::mp3::FrameHeader;
+use nonstop::station::Station;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+pub const RATE: u32 = 44_100;
+/// Bytes per second of a 128 kbps stream.
+pub const BYTES_PER_S: f64 = 16_000.0;
+
+/// A track of the test library: a pure tone, so tests can tell by ear
+/// (Goertzel) which track is audible.
+pub struct ToneTrack {
+    pub title: &'static str,
+    pub artist: &'static str,
+    pub hz: f32,
+    pub seconds: f32,
+}
+
+pub const TONES: [ToneTrack; 3] = [
+    ToneTrack { title: "Low", artist: "Tones", hz: 330.0, seconds: 9.0 },
+    ToneTrack { title: "Mid", artist: "Tones", hz: 550.0, seconds: 9.0 },
+    ToneTrack { title: "High", artist: "Tones", hz: 880.0, seconds: 9.0 },
+];
+
+pub fn write_tone_library(dir: &Path, tracks: &[ToneTrack]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for t in tracks {
+        let n = (t.seconds * RATE as f32) as usize;
+        let pcm: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let v = (std::f32::consts::TAU * t.hz * i as f32 / RATE as f32).sin() * 0.5;
+                [v, v]
+            })
+            .collect();
+        let settings = LameSettings { sample_rate: RATE, bitrate_kbps: 128, quality: 7 };
+        let mp3 = encode_file(settings, FileTags { title: t.title, artist: t.artist, album: "test" }, &pcm).unwrap();
+        std::fs::write(dir.join(format!("{}.mp3", t.title)), mp3).unwrap();
+    }
+}
+
+/// Test configuration: small queues and burst, short crossfade.
+pub fn test_config(data: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.paths.data_dir = data.to_owned();
+    c.stream.burst_s = 1.0;
+    c.stream.max_lag_s = 3.0;
+    c.stream.icy_metaint = 2048;
+    c.queues.pcm_s = 2.0;
+    c.queues.frames_s = 1.0;
+    c.mixer.crossfade_s = 2.0;
+    c.validate().unwrap();
+    c
+}
+
+pub struct TestStation {
+    pub station: Station,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStation {
+    pub fn library(&self) -> PathBuf {
+        self.dir.path().join("library")
+    }
+}
+
+/// Starts a station on 127.0.0.1:0 over the tone library (plus whatever
+/// `prepare` adds), with `tweak` applied to the test config.
+pub async fn start_station(prepare: impl FnOnce(&Path), tweak: impl FnOnce(&mut Config)) -> TestStation {
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("library");
+    write_tone_library(&library, &TONES);
+    prepare(&library);
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    start_on(dir, config).await
+}
+
+pub async fn start_on(dir: tempfile::TempDir, config: Config) -> TestStation {
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+    let station = Station::start(config, listener).await.unwrap();
+    let addr = station.local_addr();
+    TestStation { station, addr, dir }
+}
+
+/// A raw HTTP/1.1 client connection after the response headers.
+pub struct Client {
+    pub status: u16,
+    pub headers: String,
+    stream: TcpStream,
+    /// Body bytes read along with the headers.
+    leftover: Vec<u8>,
+}
+
+impl Client {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// Reads exactly `n` body bytes.
+    pub async fn read_exact(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(n);
+        let take = self.leftover.len().min(n);
+        out.extend(self.leftover.drain(..take));
+        let mut rest = vec![0u8; n - out.len()];
+        self.stream.read_exact(&mut rest).await?;
+        out.extend(rest);
+        Ok(out)
+    }
+
+    /// Reads whatever arrives for `d`.
+    pub async fn read_for(&mut self, d: Duration) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.leftover);
+        let deadline = tokio::time::Instant::now() + d;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return out,
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Reads to end of stream (bounded by `limit`).
+    pub async fn read_to_end(&mut self, limit: Duration) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.leftover);
+        let _ = tokio::time::timeout(limit, self.stream.read_to_end(&mut out)).await;
+        out
+    }
+}
+
+/// Sends `GET path` with extra headers; returns the client after the headers.
+pub async fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Client {
+    request(addr, "GET", path, extra, None).await
+}
+
+pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], rcvbuf: Option<u32>) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: nonstop-test\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed before headers");
+        head.push(byte[0]);
+    }
+    let headers = String::from_utf8(head).unwrap();
+    let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Client { status, headers, stream, leftover: Vec::new() }
+}
+
+/// GETs `/status` and parses it.
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    let mut c = get(addr, "/status", &[("Connection", "close")]).await;
+    assert_eq!(c.status, 200);
+    let body = c.read_to_end(Duration::from_secs(10)).await;
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Splits a received byte stream into MP3 frames, asserting it is an
+/// unbroken run of valid MPEG-1 Layer III headers from the first byte.
+/// A partial frame at the end is ignored.
+pub fn frames(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 4 <= bytes.len() {
+        let h = FrameHeader::parse(&bytes[pos..])
+            .unwrap_or_else(|| panic!("no valid frame header at byte {pos} (frame {})", out.len()));
+        assert_eq!((h.version, h.layer, h.bitrate_kbps, h.sample_rate), (1, 3, 128, RATE), "frame {}", out.len());
+        if pos + h.len() > bytes.len() {
+            break;
+        }
+        out.push(&bytes[pos..pos + h.len()]);
+        pos += h.len();
+    }
+    out
+}
+
+/// Decodes MP3 bytes with symphonia (through nonstop's decoder) and
+/// returns the left channel and the number of packets that failed.
+pub fn decode(bytes: &[u8]) -> (Vec<f32>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("received.mp3");
+    std::fs::write(&path, bytes).unwrap();
+    let mut d = nonstop::audio::Decoder::open(&path).unwrap();
+    let mut left = Vec::new();
+    while let Some(block) = d.next_block().unwrap() {
+        left.extend(block.iter().step_by(2));
+    }
+    (left, d.bad_packets)
+}
+
+/// Power of frequency `hz` in `x` (Goertzel), normalised by length.
+pub fn tone_power(x: &[f32], hz: f32) -> f32 {
+    let w = std::f32::consts::TAU * hz / RATE as f32;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &v in x {
+        let s0 = v + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (x.len() as f32 * x.len() as f32)
+}
+
+/// Polls `cond` on /status until it holds or `limit` passes.
+pub async fn wait_status(addr: SocketAddr, limit: Duration, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let s = status(addr).await;
+        if cond(&s) || start.elapsed() > limit {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
