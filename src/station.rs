@@ -68,7 +68,9 @@ impl Station {
         let cfg = config.clone();
         let (catalog, scan) = tokio::task::spawn_blocking(move || -> Result<_, CatalogError> {
             let library = cfg.paths.library();
-            let written = catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS)?;
+            let written = catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS, || {
+                tracing::info!("library {} holds no audio: synthesising the demo library", library.display())
+            })?;
             if written > 0 {
                 tracing::info!("library was empty: wrote {written} demo tracks to {}", library.display());
             }

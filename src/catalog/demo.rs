@@ -16,7 +16,7 @@ const DEMO_QUALITY: u8 = 7;
 /// Writes the demo library into `library` unless it already holds audio.
 /// Returns how many files were written. `seconds` is the nominal length of
 /// each track (the shipped demo uses 150 s).
-pub fn ensure_demo_library(library: &Path, seconds: f64) -> Result<usize, CatalogError> {
+pub fn ensure_demo_library(library: &Path, seconds: f64, on_start: impl FnOnce()) -> Result<usize, CatalogError> {
     let io = |source| CatalogError::Io { path: library.to_owned(), source };
     std::fs::create_dir_all(library).map_err(io)?;
     let has_audio = walkdir::WalkDir::new(library)
@@ -26,6 +26,7 @@ pub fn ensure_demo_library(library: &Path, seconds: f64) -> Result<usize, Catalo
     if has_audio {
         return Ok(0);
     }
+    on_start();
     let specs = demo_specs(seconds);
     let rate = SampleRate::CD;
     let settings = LameSettings { sample_rate: rate.0, bitrate_kbps: 128, quality: DEMO_QUALITY };

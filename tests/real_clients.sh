@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Checks nonstop against real players from Debian: ffmpeg/ffprobe and mpg123.
+# Installs them with apt-get, starts the server built by `cargo test` on a
+# fresh data folder (so the demo library is synthesised), and checks:
+#   - ffmpeg decodes a full minute of the stream with zero errors;
+#   - ffprobe sees MP3, 44.1 kHz, stereo, 128 kbps;
+#   - mpg123 plays it and shows the ICY StreamTitle;
+#   - RSS stays flat while streaming (printed);
+#   - a restart reuses the catalogue; SIGTERM shuts down cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in ffmpeg ffprobe mpg123 curl python3; do
+  command -v "$tool" >/dev/null || need+=("$tool")
+done
+if ((${#need[@]})); then
+  pkgs=()
+  for tool in "${need[@]}"; do
+    case "$tool" in ffprobe) pkgs+=(ffmpeg) ;; *) pkgs+=("$tool") ;; esac
+  done
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing ${pkgs[*]} with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+bin=target/debug/nonstop
+[ -x "$bin" ] || cargo build --quiet
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+failures=0
+pass() { echo "ok   - $*"; }
+fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
+
+start() {
+  "$bin" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/out" | head -n1)
+    [ -n "$addr" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$work/err"; return 1; }
+    sleep 0.1
+  done
+  return 1
+}
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
+
+start || { echo "server did not start"; exit 1; }
+url="http://$addr/stream.mp3"
+echo "server on $addr (demo library: $(ls "$work/data/library" | wc -l) files)"
+
+probe=$(ffprobe -v error -show_entries stream=codec_name,sample_rate,channels,bit_rate -of default=nw=1 -read_intervals "%+3" "$url" </dev/null || true)
+if grep -q codec_name=mp3 <<<"$probe" && grep -q sample_rate=44100 <<<"$probe" && grep -q channels=2 <<<"$probe" && grep -q bit_rate=128000 <<<"$probe"; then
+  pass "ffprobe: mp3, 44100 Hz, stereo, 128 kbps"
+else
+  fail "ffprobe: $probe"
+fi
+
+rss_start=$(rss_kb)
+start_s=$(date +%s.%N)
+ffmpeg -nostdin -v error -i "$url" -t 60 -f null - 2>"$work/ffmpeg.err" || true
+elapsed=$(python3 -c "import time; print(f'{time.time() - $start_s:.1f}')")
+rss_end=$(rss_kb)
+if [ ! -s "$work/ffmpeg.err" ]; then
+  pass "ffmpeg decoded 60 s of stream with zero errors (took ${elapsed} s wall)"
+else
+  fail "ffmpeg errors: $(head -5 "$work/ffmpeg.err")"
+fi
+echo "     RSS while streaming: ${rss_start} kB at start, ${rss_end} kB after 60 s"
+if [ "$rss_end" -lt $((rss_start + rss_start / 2 + 20000)) ]; then
+  pass "memory flat: RSS $rss_start kB -> $rss_end kB"
+else
+  fail "RSS grew from $rss_start kB to $rss_end kB in 60 s"
+fi
+
+timeout 20 mpg123 -v -t -n 300 "$url" >"$work/mpg123.out" 2>&1 || true
+if grep -q "StreamTitle=" "$work/mpg123.out" || grep -qi "ICY-META" "$work/mpg123.out"; then
+  title=$(grep -o "StreamTitle='[^;]*'" "$work/mpg123.out" | head -n1)
+  pass "mpg123 played 300 frames and saw ICY metadata: $title"
+else
+  fail "mpg123: $(tail -5 "$work/mpg123.out")"
+fi
+
+status=$(curl -sf "http://$addr/status")
+if python3 -c "import json,sys; s=json.loads(sys.argv[1]); assert s['library']['playable'] == 8 and s['broadcast']['frames_sent'] > 0, s" "$status"; then
+  underruns=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['broadcast']['underruns'])" "$status")
+  pass "/status: 8 playable demo tracks, underruns=$underruns"
+else
+  fail "/status: $status"
+fi
+
+kill -TERM "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then fail "SIGTERM: still running after 10 s"; else
+  wait "$pid" && pass "SIGTERM: clean exit" || fail "SIGTERM: exit code $?"
+fi
+pid=""
+
+start || { echo "server did not restart"; exit 1; }
+if grep -q "8 files, 8 unchanged, 0 new or changed" "$work/err"; then
+  pass "restart reused the catalogue (8 unchanged files, none decoded again)"
+else
+  fail "restart rescanned: $(grep library: "$work/err")"
+fi
+
+echo "$failures failed"
+[ "$failures" = 0 ]
