@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod audio;
 pub mod broadcast;
 pub mod catalog;

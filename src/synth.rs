@@ -14,18 +14,59 @@ const TAU: f32 = std::f32::consts::TAU;
 /// Pitch class names, C = 0.
 pub const PITCH_NAMES: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
 
+/// How a track is played: meter, groove and production details. The
+/// default is straight 4/4 with four-on-the-floor kicks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Style {
+    /// Beats per bar: 4 or 3.
+    pub meter: u8,
+    /// Delay of the off-beat eighth as a fraction of half a beat (0 = straight, 1/3 = triplet swing).
+    pub swing: f64,
+    /// Kicks and bass push onto off-beats ("and of 2").
+    pub syncopation: bool,
+    /// Half-time feel: kick on 1, snare on 3 (4/4 only).
+    pub half_time: bool,
+    /// Peak relative tempo deviation of a slow sinusoidal drift (0.02 = ±2%).
+    pub drift: f64,
+    /// White noise amplitude relative to full scale (0 = none).
+    pub noise: f32,
+    /// Digital silence before the music and after it, seconds.
+    pub lead_in_s: f64,
+    pub lead_out_s: f64,
+    /// Scale to this integrated loudness (EBU R128); `None`: peak at -3 dBFS.
+    pub target_lufs: Option<f64>,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style {
+            meter: 4,
+            swing: 0.0,
+            syncopation: false,
+            half_time: false,
+            drift: 0.0,
+            noise: 0.0,
+            lead_in_s: 0.0,
+            lead_out_s: 0.0,
+            target_lufs: None,
+        }
+    }
+}
+
 /// What to render.
 #[derive(Debug, Clone)]
 pub struct TrackSpec {
     pub title: String,
     pub artist: String,
+    /// Nominal tempo (the centre of any drift).
     pub bpm: f64,
     /// Tonic pitch class, C = 0.
     pub key_root: u8,
     pub minor: bool,
-    /// Length in seconds (rounded to whole bars).
+    /// Length of the music in seconds (rounded to whole bars), silence excluded.
     pub seconds: f64,
     pub seed: u64,
+    pub style: Style,
 }
 
 impl TrackSpec {
@@ -37,77 +78,161 @@ impl TrackSpec {
         60.0 / self.bpm
     }
 
-    /// Whole 4/4 bars in the track (at least 4).
+    /// Whole bars in the track (at least 4).
     pub fn bars(&self) -> usize {
-        ((self.seconds / (4.0 * self.beat_seconds())).round() as usize).max(4)
+        let meter = self.style.meter.max(1) as f64;
+        ((self.seconds / (meter * self.beat_seconds())).round() as usize).max(4)
     }
 
-    /// Exact beat times in seconds: the ground truth for analysis tests.
+    /// Exact beat times in seconds (silence included): the ground truth.
+    /// With drift the tempo follows one slow sine cycle over the track.
     pub fn beat_times(&self) -> Vec<f64> {
-        (0..self.bars() * 4).map(|i| i as f64 * self.beat_seconds()).collect()
+        let n = self.bars() * self.style.meter as usize;
+        let length = n as f64 * self.beat_seconds();
+        let mut t = 0.0;
+        let mut beats = Vec::with_capacity(n + 1);
+        for _ in 0..=n {
+            beats.push(self.style.lead_in_s + t);
+            // Midpoint tempo over the step: accurate to well under 0.1 ms.
+            let mid = t + 0.5 * self.beat_seconds();
+            let bpm = self.bpm * (1.0 + self.style.drift * (std::f64::consts::TAU * mid / length).sin());
+            t += 60.0 / bpm;
+        }
+        beats
+    }
+
+    /// Ground-truth downbeats: every `meter`-th beat from the first.
+    pub fn downbeat_times(&self) -> Vec<f64> {
+        let beats = self.beat_times();
+        beats[..beats.len() - 1].iter().step_by(self.style.meter as usize).copied().collect()
     }
 }
 
-/// Renders `spec` as interleaved stereo at `rate`, peak-normalised to -3 dBFS.
+/// Renders `spec` as interleaved stereo at `rate`: normalised to
+/// `style.target_lufs` if set (peaks stay below full scale), otherwise
+/// peak-normalised to -3 dBFS.
 pub fn render(spec: &TrackSpec, rate: SampleRate) -> Vec<f32> {
+    let st = &spec.style;
     let sr = rate.0 as f32;
-    let beat = spec.beat_seconds() as f32;
-    let bars = spec.bars();
-    let total = ((bars * 4) as f32 * beat * sr) as usize + (sr * 0.5) as usize;
+    let meter = st.meter.max(1) as usize;
+    let beats = spec.beat_times();
+    let music_end = *beats.last().expect("at least one beat");
+    let total = ((music_end + 0.5 + st.lead_out_s) * sr as f64) as usize;
     let mut out = Mix { l: vec![0.0; total], r: vec![0.0; total], sr };
     let mut rng = SmallRng::seed_from_u64(spec.seed);
+    let bars = spec.bars();
 
-    // Chord progression in scale degrees (semitones above the tonic, minor/major triad).
+    // One chord per bar; the tonic chord on every other bar, so the key is
+    // unambiguous (i iv i v in minor, I IV I V in major).
     let progression: [(u8, bool); 4] = if spec.minor {
-        [(0, true), (8, false), (3, false), (10, false)] // i VI III VII
+        [(0, true), (5, true), (0, true), (7, true)]
     } else {
-        [(0, false), (7, false), (9, true), (5, false)] // I V vi IV
+        [(0, false), (5, false), (0, false), (7, false)]
     };
-    let bass_pattern: [f32; 8] = match spec.seed % 3 {
-        0 => [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0],
-        1 => [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0],
-        _ => [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+    // Bass on eighths: 1 = play.
+    let bass_pattern: [u8; 8] = if st.syncopation {
+        [1, 0, 0, 1, 0, 1, 1, 0]
+    } else {
+        match spec.seed % 3 {
+            0 => [1, 0, 1, 1, 0, 1, 1, 0],
+            1 => [1, 1, 0, 1, 1, 0, 1, 1],
+            _ => [1, 0, 0, 1, 0, 0, 1, 0],
+        }
     };
 
     for bar in 0..bars {
-        // Arrangement: 8-bar intro of drums, breakdown without kick in the
-        // middle, 4-bar outro of drums and chords.
-        let section_intro = bar < 8;
+        // Arrangement: drums alone for the intro, a breakdown without kick
+        // in the middle of long tracks, drums and chords in the outro.
+        let intro = bar < 8.min(bars / 4);
         let breakdown = bars > 32 && (bars / 2..bars / 2 + 8).contains(&bar);
-        let outro = bar + 4 >= bars;
-        let (degree, chord_minor) = progression[(bar / 2) % 4];
+        let outro = bar + 4.min(bars / 8) >= bars;
+        let (degree, chord_minor) = progression[bar % 4];
         let root = (spec.key_root + degree) % 12;
-        let bar_start = bar as f32 * 4.0 * beat;
+        let k0 = bar * meter;
+        let bar_start = beats[k0] as f32;
+        let bar_len = (beats[k0 + meter] - beats[k0]) as f32;
 
-        for b in 0..4 {
-            let t = bar_start + b as f32 * beat;
+        for b in 0..meter {
+            let t = beats[k0 + b] as f32;
+            let beat_len = (beats[k0 + b + 1] - beats[k0 + b]) as f32;
+            let off = t + beat_len * 0.5 * (1.0 + st.swing as f32);
             if !breakdown {
-                out.kick(t, 0.9);
+                let kick = match (meter, st.half_time, st.syncopation) {
+                    (3, _, _) => b == 0,
+                    (_, true, _) => b == 0,
+                    (_, false, true) => b == 0 || b == 2,
+                    _ => true,
+                };
+                if kick {
+                    out.kick(t, if b == 0 { 0.95 } else { 0.8 });
+                }
+                if st.syncopation && meter == 4 && b == 1 {
+                    out.kick(off, 0.7);
+                }
             }
-            if !section_intro && !breakdown && (b == 1 || b == 3) {
-                out.snare(t, 0.45, &mut rng);
+            if !intro && !breakdown {
+                let snare = match (meter, st.half_time) {
+                    (3, _) => b > 0,
+                    (_, true) => b == 2,
+                    _ => b == 1 || b == 3,
+                };
+                if snare {
+                    out.snare(t, if meter == 3 { 0.25 } else { 0.45 }, &mut rng);
+                }
+            }
+            out.hat(t, 0.08, (beat_len / 4.0).min(0.06), &mut rng);
+            out.hat(off, 0.16, (beat_len / 4.0).min(0.06), &mut rng);
+            if !intro && !outro {
+                for (half, at) in [(0, t), (1, off)] {
+                    if bass_pattern[(b * 2 + half) % 8] == 1 {
+                        let accent = if b == 0 && half == 0 { 0.42 } else { 0.32 };
+                        out.bass(at, beat_len / 2.0 * 0.9, midi_hz(36 + root as i32), accent);
+                    }
+                }
             }
         }
-        for e in 0..8 {
-            let t = bar_start + e as f32 * beat / 2.0;
-            let accent = if e % 2 == 1 { 0.16 } else { 0.08 };
-            out.hat(t, accent, (beat / 4.0).min(0.06), &mut rng);
-            if !section_intro && !outro && bass_pattern[e] > 0.0 {
-                let midi = 36 + root as i32;
-                out.bass(t, beat / 2.0 * 0.9, midi_hz(midi), 0.35);
-            }
-        }
-        if !section_intro || bar >= 4 {
+        if !intro || bar * 2 >= 8.min(bars / 4) {
             let third = if chord_minor { 3 } else { 4 };
             let base = 60 + root as i32;
             let base = if base > 66 { base - 12 } else { base };
             for (i, interval) in [0, third, 7].into_iter().enumerate() {
                 let pan = [-0.4, 0.0, 0.4][i];
-                out.pad(bar_start, 4.0 * beat, midi_hz(base + interval), 0.07, pan);
+                out.pad(bar_start, bar_len, midi_hz(base + interval), 0.07, pan);
             }
         }
     }
-    normalise(out.interleave(), 0.708)
+    if st.noise > 0.0 {
+        let start = (st.lead_in_s * sr as f64) as usize;
+        let end = ((music_end + 0.5) * sr as f64) as usize;
+        for i in start..end.min(total) {
+            let n: f32 = rng.random_range(-1.0..1.0);
+            out.l[i] += n * st.noise * 1.7;
+            let n: f32 = rng.random_range(-1.0..1.0);
+            out.r[i] += n * st.noise * 1.7;
+        }
+    }
+    let pcm = out.interleave();
+    match st.target_lufs {
+        Some(lufs) => normalise_loudness(pcm, rate, lufs),
+        None => normalise(pcm, 0.708),
+    }
+}
+
+/// Integrated loudness (EBU R128) of interleaved stereo, LUFS.
+pub fn loudness_lufs(pcm: &[f32], rate: SampleRate) -> f64 {
+    let mut meter = ebur128::EbuR128::new(2, rate.0, ebur128::Mode::I).expect("valid meter settings");
+    meter.add_frames_f32(pcm).expect("stereo frames");
+    meter.loudness_global().unwrap_or(f64::NEG_INFINITY)
+}
+
+/// Scales to `lufs`, measured with the same EBU R128 meter the analysis
+/// uses; if that would clip, scales down to a -1 dBFS peak instead.
+fn normalise_loudness(mut pcm: Vec<f32>, rate: SampleRate, lufs: f64) -> Vec<f32> {
+    let measured = loudness_lufs(&pcm, rate);
+    let peak = pcm.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let gain = (10f64.powf((lufs - measured) / 20.0) as f32).min(0.89 / peak.max(1e-9));
+    pcm.iter_mut().for_each(|v| *v *= gain);
+    pcm
 }
 
 fn midi_hz(note: i32) -> f32 {
@@ -237,6 +362,7 @@ pub fn demo_specs(seconds: f64) -> Vec<TrackSpec> {
             // Vary lengths a little so tracks do not all end in lockstep.
             seconds: seconds * (1.0 + 0.05 * (i % 4) as f64),
             seed: 1000 + i as u64,
+            style: Style::default(),
         })
         .collect()
 }
@@ -254,6 +380,7 @@ mod tests {
             minor: true,
             seconds: 20.0,
             seed: 7,
+            style: Style::default(),
         }
     }
 
@@ -265,7 +392,7 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.iter().all(|v| v.abs() <= 0.709));
         assert_eq!(s.bars(), 10);
-        assert_eq!(s.beat_times().len(), 40);
+        assert_eq!(s.beat_times().len(), 41);
         // 10 bars of 2 s plus the 0.5 s tail.
         assert_eq!(a.len() / 2, 20 * 44_100 + 22_050);
     }
@@ -277,12 +404,31 @@ mod tests {
         let left: Vec<f32> = pcm.iter().step_by(2).copied().collect();
         // Energy in the 10 ms after each beat far exceeds the 10 ms before it
         // (past the intro, where the pad starts).
-        for &t in &s.beat_times()[1..] {
+        for &t in &s.beat_times()[1..40] {
             let i = (t * 44_100.0) as usize;
             let after: f32 = left[i..i + 441].iter().map(|v| v * v).sum();
             let before: f32 = left[i - 441..i].iter().map(|v| v * v).sum();
             assert!(after > 2.0 * before, "beat at {t}: {after} vs {before}");
         }
+    }
+
+    #[test]
+    fn drift_moves_beats_but_keeps_the_count() {
+        let mut s = spec(120.0);
+        s.style.drift = 0.02;
+        let beats = s.beat_times();
+        assert_eq!(beats.len(), 41);
+        let periods: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+        let (min, max) = periods.iter().fold((f64::MAX, 0.0f64), |(a, b), &p| (a.min(p), b.max(p)));
+        assert!(max / min > 1.03 && max / min < 1.05, "{min} {max}");
+    }
+
+    #[test]
+    fn loudness_target_is_met() {
+        let mut s = spec(100.0);
+        s.style.target_lufs = Some(-20.0);
+        let pcm = render(&s, SampleRate::CD);
+        assert!((loudness_lufs(&pcm, SampleRate::CD) + 20.0).abs() < 0.05);
     }
 
     #[test]

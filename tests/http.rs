@@ -7,6 +7,9 @@ use crate::util::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_has_every_field_and_queues_stay_within_capacity() {
     let t = start_station(|_| {}, |_| {}).await;
+    // Until the first frame is on air nothing is "now playing".
+    let s = wait_status(t.addr, Duration::from_secs(10), |s| !s["now_playing"].is_null()).await;
+    assert!(!s["now_playing"].is_null(), "something plays within seconds: {s}");
     let mut listener = get(t.addr, "/stream.mp3", &[]).await;
     let reading = tokio::spawn(async move { listener.read_for(Duration::from_secs(4)).await });
     let mut last_sent = 0;

@@ -1,0 +1,189 @@
+//! One short-time Fourier pass over the mono signal at the analysis rate,
+//! producing every frame-level feature the other analyses need: onset
+//! strength (full band and low band), chroma, and frame energies.
+//!
+//! Onset strength is a log-compressed, band-wise spectral flux
+//! (Böck & Widmer's "log filtered spectral flux"): magnitudes are summed
+//! into third-octave bands, compressed with ln(1 + λ·x), and the positive
+//! frame-to-frame differences are summed over bands. Frames are centred
+//! (frame n is centred on sample n·HOP).
+
+use realfft::RealFftPlanner;
+
+/// Analysis sample rate.
+pub const RATE: u32 = 22_050;
+pub const N_FFT: usize = 2048;
+pub const HOP: usize = 256;
+/// Feature frames per second.
+pub const FPS: f64 = RATE as f64 / HOP as f64;
+
+/// Compression constant of the log magnitude.
+const LAMBDA: f32 = 1.0;
+/// Low band for kick/bass onsets and bass energy.
+const LOW_HZ: f32 = 150.0;
+/// Chroma range: below 180 Hz a bin is wider than a semitone.
+const CHROMA_MIN_HZ: f32 = 180.0;
+const CHROMA_MAX_HZ: f32 = 5_000.0;
+
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// Full-band onset strength per frame.
+    pub onset: Vec<f32>,
+    /// Onset strength below `LOW_HZ` (kick drum, bass notes).
+    pub low_onset: Vec<f32>,
+    /// Frame energy (mean square of the windowed frame).
+    pub energy: Vec<f32>,
+    /// Energy below `LOW_HZ`.
+    pub low_energy: Vec<f32>,
+    /// Energy above 2 kHz share of the total (brightness), per frame.
+    pub brightness: Vec<f32>,
+    /// Pitch-class profile per frame (C = 0), magnitude-weighted.
+    pub chroma: Vec<[f32; 12]>,
+}
+
+impl Features {
+    pub fn frames(&self) -> usize {
+        self.onset.len()
+    }
+
+    pub fn time(frame: usize) -> f64 {
+        frame as f64 / FPS
+    }
+
+    pub fn frame_at(t: f64) -> usize {
+        (t * FPS).round().max(0.0) as usize
+    }
+}
+
+/// Band edges in FFT bins: third-octave bands from 30 Hz to 10 kHz.
+fn bands() -> Vec<(usize, usize)> {
+    let bin_hz = RATE as f32 / N_FFT as f32;
+    let mut edges = Vec::new();
+    let mut f = 30.0f32;
+    while f < 10_000.0 {
+        edges.push(((f / bin_hz).round() as usize).max(1));
+        f *= 2f32.powf(1.0 / 3.0);
+    }
+    edges.dedup();
+    edges.windows(2).map(|w| (w[0], w[1].max(w[0] + 1))).collect()
+}
+
+/// Computes all frame features of `mono` (at `RATE`).
+pub fn compute(mono: &[f32]) -> Features {
+    let mut planner = RealFftPlanner::<f32>::new();
+    let fft = planner.plan_fft_forward(N_FFT);
+    let window: Vec<f32> = (0..N_FFT)
+        .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / N_FFT as f32).cos())
+        .collect();
+    let bands = bands();
+    let bin_hz = RATE as f32 / N_FFT as f32;
+    let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
+    let bright_bin = (2_000.0 / bin_hz) as usize;
+    let chroma_bins: Vec<(usize, usize)> = (1..N_FFT / 2)
+        .filter_map(|b| {
+            let f = b as f32 * bin_hz;
+            (CHROMA_MIN_HZ..CHROMA_MAX_HZ).contains(&f).then(|| {
+                let midi = 69.0 + 12.0 * (f / 440.0).log2();
+                (b, (midi.round() as i64).rem_euclid(12) as usize)
+            })
+        })
+        .collect();
+
+    let frames = mono.len() / HOP + 1;
+    let mut f = Features {
+        onset: Vec::with_capacity(frames),
+        low_onset: Vec::with_capacity(frames),
+        energy: Vec::with_capacity(frames),
+        low_energy: Vec::with_capacity(frames),
+        brightness: Vec::with_capacity(frames),
+        chroma: Vec::with_capacity(frames),
+    };
+    let mut input = fft.make_input_vec();
+    let mut spectrum = fft.make_output_vec();
+    let mut scratch = fft.make_scratch_vec();
+    let mut mag = vec![0.0f32; N_FFT / 2 + 1];
+    let mut prev_bands = vec![0.0f32; bands.len()];
+    let mut cur_bands = vec![0.0f32; bands.len()];
+    let norm = 2.0 / N_FFT as f32;
+    for n in 0..frames {
+        // Centred frame: samples [n·HOP − N_FFT/2, n·HOP + N_FFT/2).
+        let start = (n * HOP) as isize - (N_FFT / 2) as isize;
+        let mut sum_sq = 0.0f32;
+        for (i, x) in input.iter_mut().enumerate() {
+            let j = start + i as isize;
+            let v = if j >= 0 && (j as usize) < mono.len() { mono[j as usize] } else { 0.0 };
+            sum_sq += v * v;
+            *x = v * window[i];
+        }
+        fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch).expect("fft sizes match");
+        let mut total = 0.0f32;
+        let mut low = 0.0f32;
+        let mut bright = 0.0f32;
+        for (b, c) in spectrum.iter().enumerate() {
+            let m = c.norm() * norm;
+            mag[b] = m;
+            let p = m * m;
+            total += p;
+            if b < low_bin {
+                low += p;
+            } else if b >= bright_bin {
+                bright += p;
+            }
+        }
+        let mut flux = 0.0f32;
+        let mut low_flux = 0.0f32;
+        for (k, &(lo, hi)) in bands.iter().enumerate() {
+            let s: f32 = mag[lo..hi.min(mag.len())].iter().sum();
+            cur_bands[k] = (1.0 + LAMBDA * s * 100.0).ln();
+            let d = (cur_bands[k] - prev_bands[k]).max(0.0);
+            flux += d;
+            if hi <= low_bin + 1 {
+                low_flux += d;
+            }
+        }
+        std::mem::swap(&mut prev_bands, &mut cur_bands);
+        let mut chroma = [0.0f32; 12];
+        for &(b, pc) in &chroma_bins {
+            chroma[pc] += mag[b];
+        }
+        f.onset.push(if n == 0 { 0.0 } else { flux });
+        f.low_onset.push(if n == 0 { 0.0 } else { low_flux });
+        f.energy.push(sum_sq / N_FFT as f32);
+        f.low_energy.push(low);
+        f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });
+        f.chroma.push(chroma);
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clicks_make_onset_peaks_at_their_frames() {
+        let mut x = vec![0.0f32; RATE as usize * 3];
+        for k in 0..6 {
+            let at = (0.25 + 0.5 * k as f64) * RATE as f64;
+            for i in 0..200 {
+                x[at as usize + i] = (1.0 - i as f32 / 200.0) * if i % 2 == 0 { 0.8 } else { -0.8 };
+            }
+        }
+        let f = compute(&x);
+        for k in 0..6 {
+            let expect = Features::frame_at(0.25 + 0.5 * k as f64);
+            let window = expect.saturating_sub(6)..expect + 6;
+            let peak = window.clone().max_by(|&a, &b| f.onset[a].total_cmp(&f.onset[b])).unwrap();
+            assert!(peak.abs_diff(expect) <= 4, "click {k}: peak at {peak}, expected {expect}");
+        }
+    }
+
+    #[test]
+    fn chroma_finds_a_440() {
+        let x: Vec<f32> = (0..RATE).map(|i| (std::f32::consts::TAU * 440.0 * i as f32 / RATE as f32).sin()).collect();
+        let f = compute(&x);
+        let c = f.chroma[40];
+        let best = (0..12).max_by(|&a, &b| c[a].total_cmp(&c[b])).unwrap();
+        assert_eq!(best, 9);
+    }
+}

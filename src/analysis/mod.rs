@@ -1,0 +1,227 @@
+//! Track analysis: tempo, beat grid, downbeats, loudness, key, energy and
+//! cue points. Pure functions over decoded audio; the catalogue runs them on
+//! a pool of worker threads and caches the result per file.
+//!
+//! Pipeline: decode (symphonia) → EBU R128 loudness and true peak on the
+//! original stereo → mono at 22.05 kHz (rubato) → one STFT pass
+//! ([`features`]) → tempo ([`tempo`]) → beats ([`beats`]) → bars
+//! ([`downbeats`]) → key ([`key`]) → cues and energy (here).
+
+pub mod beats;
+pub mod downbeats;
+pub mod eval;
+pub mod features;
+pub mod key;
+pub mod tempo;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::audio::{AudioError, Decoder, Resampler};
+use crate::units::SampleRate;
+use features::{Features, FPS};
+
+/// Bumped whenever results would change; the catalogue re-analyses
+/// every file analysed by an older version.
+pub const ANALYSIS_VERSION: i64 = 1;
+
+/// Frames more than this far below the track's median frame energy are
+/// silence for cue points (-40 dB).
+const SILENCE_BELOW_MEDIAN: f32 = 1e-4;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Analysis {
+    pub duration_s: f64,
+    pub bpm: f64,
+    pub beats: Vec<f64>,
+    pub downbeats: Vec<f64>,
+    /// 0..1: how periodic the onsets are at the chosen tempo.
+    pub beat_confidence: f64,
+    /// Beats per bar (4, or 3 where clear).
+    pub meter: u8,
+    pub loudness_lufs: f64,
+    pub true_peak_dbtp: f64,
+    pub key: String,
+    pub camelot: String,
+    /// 0..1, for ordering: loudness, onset density and brightness combined.
+    pub energy: f64,
+    /// First and last musically active beat, seconds.
+    pub cue_in_s: f64,
+    pub cue_out_s: f64,
+    /// Bars from the cue-in until the bass comes in, and from the bass
+    /// dropping out to the cue-out.
+    pub intro_bars: u32,
+    pub outro_bars: u32,
+}
+
+/// Decodes `path` and analyses it.
+pub fn analyze_file(path: &Path) -> Result<Analysis, AudioError> {
+    let mut decoder = Decoder::open(path)?;
+    let rate = decoder.sample_rate();
+    let mut meter = Loudness::new(rate)?;
+    let target = SampleRate(features::RATE);
+    let mut resampler = if rate == target { None } else { Some(Resampler::new(rate, target)?) };
+    let mut stereo = Vec::new();
+    let mut frames = 0u64;
+    while let Some(block) = decoder.next_block()? {
+        frames += block.len() as u64 / 2;
+        meter.add(&block)?;
+        match &mut resampler {
+            Some(r) => r.push(&block, &mut stereo)?,
+            None => stereo.extend_from_slice(&block),
+        }
+    }
+    if let Some(r) = &mut resampler {
+        r.finish(&mut stereo)?;
+    }
+    if frames == 0 {
+        return Err(AudioError::Corrupt("no decodable audio".into()));
+    }
+    let mono: Vec<f32> = stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
+    let (lufs, peak) = meter.finish()?;
+    Ok(analyze_mono(&mono, frames as f64 / rate.0 as f64, lufs, peak))
+}
+
+/// Analyses interleaved stereo at `rate` (for tests and the mixer).
+pub fn analyze_pcm(stereo: &[f32], rate: SampleRate) -> Result<Analysis, AudioError> {
+    let mut meter = Loudness::new(rate)?;
+    meter.add(stereo)?;
+    let (lufs, peak) = meter.finish()?;
+    let mut mono22 = Vec::new();
+    let target = SampleRate(features::RATE);
+    if rate == target {
+        mono22.extend_from_slice(stereo);
+    } else {
+        let mut r = Resampler::new(rate, target)?;
+        r.push(stereo, &mut mono22)?;
+        r.finish(&mut mono22)?;
+    }
+    let mono: Vec<f32> = mono22.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
+    Ok(analyze_mono(&mono, stereo.len() as f64 / 2.0 / rate.0 as f64, lufs, peak))
+}
+
+/// EBU R128 integrated loudness and true peak (the `ebur128` crate).
+struct Loudness {
+    meter: ebur128::EbuR128,
+}
+
+impl Loudness {
+    fn new(rate: SampleRate) -> Result<Loudness, AudioError> {
+        let meter = ebur128::EbuR128::new(2, rate.0, ebur128::Mode::I | ebur128::Mode::TRUE_PEAK)
+            .map_err(|e| AudioError::Unsupported(format!("loudness meter: {e}")))?;
+        Ok(Loudness { meter })
+    }
+
+    fn add(&mut self, stereo: &[f32]) -> Result<(), AudioError> {
+        self.meter.add_frames_f32(stereo).map_err(|e| AudioError::Corrupt(format!("loudness meter: {e}")))
+    }
+
+    /// (integrated LUFS, true peak dBTP); silence gives -70 LUFS.
+    fn finish(self) -> Result<(f64, f64), AudioError> {
+        let lufs = self.meter.loudness_global().unwrap_or(-70.0).max(-70.0);
+        let peak = (0..2).filter_map(|c| self.meter.true_peak(c).ok()).fold(0.0f64, f64::max);
+        Ok((lufs, 20.0 * peak.max(1e-7).log10()))
+    }
+}
+
+/// Everything after decoding, on mono at the analysis rate.
+pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
+    let f = features::compute(mono);
+    let active = activity(&f);
+    let tempo = tempo::estimate(&f.onset, &f.low_onset);
+    let beats = beats::track(&f.onset, tempo.bpm, &active);
+    // The tempo the beats actually keep (median interval) is the answer;
+    // the global estimate only seeded the tracker.
+    let bpm = median_interval(&beats).map(|p| 60.0 / p).unwrap_or(tempo.bpm);
+    let bars = downbeats::estimate(&f, &beats);
+    let downbeats: Vec<f64> = beats.iter().skip(bars.phase).step_by(bars.meter as usize).copied().collect();
+    let key = key::estimate(&f.chroma);
+    let (cue_in_s, cue_out_s) = match (beats.first(), beats.last()) {
+        (Some(a), Some(b)) => (*a, *b),
+        _ => first_last_active(&active),
+    };
+    let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
+    let energy = energy(&f, loudness_lufs);
+    Analysis {
+        duration_s,
+        bpm,
+        beats,
+        downbeats,
+        beat_confidence: tempo.confidence,
+        meter: bars.meter,
+        loudness_lufs,
+        true_peak_dbtp,
+        key: key.name(),
+        camelot: key.camelot(),
+        energy,
+        cue_in_s,
+        cue_out_s,
+        intro_bars,
+        outro_bars,
+    }
+}
+
+/// Which frames are audible: energy above -40 dB relative to the median of
+/// the non-silent frames.
+fn activity(f: &Features) -> Vec<bool> {
+    let mut loud: Vec<f32> = f.energy.iter().copied().filter(|e| *e > 1e-10).collect();
+    if loud.is_empty() {
+        return vec![false; f.energy.len()];
+    }
+    let mid = loud.len() / 2;
+    let median = *loud.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let threshold = median * SILENCE_BELOW_MEDIAN;
+    f.energy.iter().map(|e| *e > threshold).collect()
+}
+
+fn first_last_active(active: &[bool]) -> (f64, f64) {
+    let first = active.iter().position(|a| *a).unwrap_or(0);
+    let last = active.iter().rposition(|a| *a).unwrap_or(0);
+    (Features::time(first), Features::time(last))
+}
+
+fn median_interval(beats: &[f64]) -> Option<f64> {
+    let mut d: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+    if d.len() < 4 {
+        return None;
+    }
+    let mid = d.len() / 2;
+    Some(*d.select_nth_unstable_by(mid, f64::total_cmp).1)
+}
+
+/// Intro: bars from the first downbeat until the first bar whose bass
+/// energy reaches half the median bar's; outro likewise from the end.
+fn intro_outro_bars(f: &Features, downbeats: &[f64]) -> (u32, u32) {
+    if downbeats.len() < 4 {
+        return (0, 0);
+    }
+    let bass: Vec<f64> = downbeats
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (Features::frame_at(w[0]), Features::frame_at(w[1]).min(f.low_energy.len()));
+            f.low_energy[a.min(b)..b].iter().map(|v| *v as f64).sum::<f64>() / (b - a.min(b)).max(1) as f64
+        })
+        .collect();
+    let mut sorted = bass.clone();
+    sorted.sort_by(f64::total_cmp);
+    let full = sorted[sorted.len() / 2] * 0.5;
+    let intro = bass.iter().position(|b| *b >= full).unwrap_or(0);
+    let outro = bass.iter().rev().position(|b| *b >= full).unwrap_or(0);
+    (intro as u32, outro as u32)
+}
+
+/// 0..1 energy: half loudness (-30..-6 LUFS), three tenths onset density,
+/// two tenths brightness (share of energy above 2 kHz, 0..0.3).
+fn energy(f: &Features, lufs: f64) -> f64 {
+    let loud = ((lufs + 30.0) / 24.0).clamp(0.0, 1.0);
+    let n = f.onset.len().max(1) as f64;
+    let density = (f.onset.iter().map(|v| *v as f64).sum::<f64>() / n / 2.0).clamp(0.0, 1.0);
+    let bright = (f.brightness.iter().map(|v| *v as f64).sum::<f64>() / n / 0.3).clamp(0.0, 1.0);
+    (0.5 * loud + 0.3 * density + 0.2 * bright).clamp(0.0, 1.0)
+}
+
+/// Seconds of the frame grid, re-exported for callers that index features.
+pub fn frame_seconds() -> f64 {
+    1.0 / FPS
+}
