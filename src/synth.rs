@@ -367,6 +367,65 @@ pub fn demo_specs(seconds: f64) -> Vec<TrackSpec> {
         .collect()
 }
 
+/// The analysis test set: known tempo, beats, downbeats, key and loudness
+/// across the cases beat trackers get wrong — tempos from 60 to 180 BPM,
+/// swing, syncopation, noise, ±2% drift, half-time feels, 3/4, and silence
+/// at both ends. `seconds` is each track's musical length.
+pub fn analysis_test_set(seconds: f64) -> Vec<TrackSpec> {
+    #[rustfmt::skip]
+    const CASES: [(f64, u8, bool, u8, f64, bool, bool, f64, f32, f64, f64); 24] = [
+        // bpm, key, minor, meter, swing, syncopation, half_time, drift, noise, silence, lufs
+        (60.0,  0, false, 4, 0.0,  false, false, 0.0,  0.0,  0.0, -16.0),
+        (68.0,  7, true,  4, 0.0,  false, false, 0.0,  0.02, 2.0, -20.0),
+        (76.0,  2, false, 4, 0.33, false, false, 0.0,  0.0,  0.0, -18.0),
+        (84.0,  9, true,  4, 0.0,  true,  false, 0.0,  0.0,  1.5, -14.0),
+        (92.0,  4, false, 4, 0.33, false, false, 0.02, 0.0,  0.0, -23.0),
+        (96.0, 11, true,  3, 0.0,  false, false, 0.0,  0.0,  0.0, -16.0),
+        (100.0, 5, false, 4, 0.0,  false, false, 0.0,  0.05, 3.0, -12.0),
+        (105.0, 0, true,  4, 0.0,  true,  false, 0.02, 0.0,  0.0, -18.0),
+        (110.0, 10, false, 4, 0.0, false, false, 0.0,  0.0,  0.0, -14.0),
+        (116.0, 3, true,  4, 0.2,  false, false, 0.0,  0.02, 0.0, -20.0),
+        (120.0, 8, false, 4, 0.0,  false, false, 0.02, 0.0,  2.0, -16.0),
+        (124.0, 1, true,  4, 0.0,  true,  false, 0.0,  0.0,  0.0, -10.0),
+        (128.0, 6, false, 4, 0.0,  false, false, 0.0,  0.05, 0.0, -14.0),
+        (132.0, 5, true,  3, 0.0,  false, false, 0.0,  0.0,  1.0, -18.0),
+        (136.0, 2, true,  4, 0.0,  false, false, -0.02, 0.0, 0.0, -16.0),
+        (140.0, 9, false, 4, 0.0,  false, true,  0.0,  0.0,  0.0, -14.0),
+        (145.0, 4, true,  4, 0.0,  false, false, 0.0,  0.02, 2.5, -20.0),
+        (150.0, 7, false, 4, 0.0,  false, true,  0.02, 0.0,  0.0, -16.0),
+        (156.0, 11, false, 4, 0.0, true,  false, 0.0,  0.0,  0.0, -12.0),
+        (160.0, 1, false, 4, 0.0,  false, false, 0.0,  0.0,  0.0, -18.0),
+        (165.0, 6, true,  4, 0.0,  false, true,  0.0,  0.05, 0.0, -14.0),
+        (170.0, 3, false, 4, 0.33, false, false, 0.0,  0.0,  1.0, -16.0),
+        (174.0, 8, true,  4, 0.0,  false, true,  0.0,  0.0,  0.0, -22.0),
+        (180.0, 10, true, 3, 0.0,  false, false, 0.0,  0.0,  0.0, -16.0),
+    ];
+    CASES
+        .iter()
+        .enumerate()
+        .map(|(i, &(bpm, key, minor, meter, swing, syncopation, half_time, drift, noise, silence, lufs))| TrackSpec {
+            title: format!("case {i:02}: {bpm} BPM {}{}", if meter == 3 { "3/4 " } else { "" }, PITCH_NAMES[key as usize]),
+            artist: "nonstop test set".into(),
+            bpm,
+            key_root: key,
+            minor,
+            seconds,
+            seed: 500 + i as u64,
+            style: Style {
+                meter,
+                swing,
+                syncopation,
+                half_time,
+                drift,
+                noise,
+                lead_in_s: silence,
+                lead_out_s: silence,
+                target_lufs: Some(lufs),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,15 @@ pub fn track(onset: &[f32], bpm: f64, active: &[bool]) -> Vec<f64> {
         frames.push(prev);
     }
     frames.reverse();
-    let frames: Vec<usize> = frames.into_iter().filter(|&f| active.get(f).copied().unwrap_or(false)).collect();
+    let mut frames: Vec<usize> = frames.into_iter().filter(|&f| active.get(f).copied().unwrap_or(false)).collect();
+    // Trim weak beats at both ends (the tracker runs on through fades and
+    // tails): below a tenth of the RMS onset strength of all beats.
+    let rms = (frames.iter().map(|&f| local[f].powi(2)).sum::<f64>() / frames.len().max(1) as f64).sqrt();
+    let strong = |f: &usize| local[*f] >= 0.1 * rms;
+    let first = frames.iter().position(strong).unwrap_or(0);
+    let last = frames.iter().rposition(strong).map(|i| i + 1).unwrap_or(frames.len());
+    frames.truncate(last);
+    frames.drain(..first.min(frames.len()));
     refine(&frames)
 }
 

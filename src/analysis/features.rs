@@ -79,15 +79,8 @@ pub fn compute(mono: &[f32]) -> Features {
     let bin_hz = RATE as f32 / N_FFT as f32;
     let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
     let bright_bin = (2_000.0 / bin_hz) as usize;
-    let chroma_bins: Vec<(usize, usize)> = (1..N_FFT / 2)
-        .filter_map(|b| {
-            let f = b as f32 * bin_hz;
-            (CHROMA_MIN_HZ..CHROMA_MAX_HZ).contains(&f).then(|| {
-                let midi = 69.0 + 12.0 * (f / 440.0).log2();
-                (b, (midi.round() as i64).rem_euclid(12) as usize)
-            })
-        })
-        .collect();
+    let chroma_lo = (CHROMA_MIN_HZ / bin_hz).floor() as usize;
+    let chroma_hi = (CHROMA_MAX_HZ / bin_hz).ceil() as usize;
 
     let frames = mono.len() / HOP + 1;
     let mut f = Features {
@@ -142,12 +135,24 @@ pub fn compute(mono: &[f32]) -> Features {
             }
         }
         std::mem::swap(&mut prev_bands, &mut cur_bands);
+        // Chroma from spectral peaks only, each at its interpolated
+        // frequency: a Hann main lobe spans several bins, which at low
+        // pitches would smear a note over neighbouring semitones.
         let mut chroma = [0.0f32; 12];
-        for &(b, pc) in &chroma_bins {
-            chroma[pc] += mag[b];
+        for b in chroma_lo.max(1)..chroma_hi.min(mag.len() - 1) {
+            let (l, c, r) = (mag[b - 1], mag[b], mag[b + 1]);
+            if c <= l || c < r || c < 1e-6 {
+                continue;
+            }
+            let (la, lc, lr) = (l.max(1e-12).ln(), c.ln(), r.max(1e-12).ln());
+            let denom = la - 2.0 * lc + lr;
+            let delta = if denom.abs() > 1e-12 { (0.5 * (la - lr) / denom).clamp(-0.5, 0.5) } else { 0.0 };
+            let f = (b as f32 + delta) * bin_hz;
+            let midi = 69.0 + 12.0 * (f / 440.0).log2();
+            chroma[(midi.round() as i64).rem_euclid(12) as usize] += c;
         }
-        f.onset.push(if n == 0 { 0.0 } else { flux });
-        f.low_onset.push(if n == 0 { 0.0 } else { low_flux });
+        f.onset.push(flux);
+        f.low_onset.push(low_flux);
         f.energy.push(sum_sq / N_FFT as f32);
         f.low_energy.push(low);
         f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });

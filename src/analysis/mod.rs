@@ -13,6 +13,7 @@ pub mod eval;
 pub mod features;
 pub mod key;
 pub mod tempo;
+pub mod testset;
 
 use std::path::Path;
 
@@ -20,7 +21,7 @@ use serde::Serialize;
 
 use crate::audio::{AudioError, Decoder, Resampler};
 use crate::units::SampleRate;
-use features::{Features, FPS};
+use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
@@ -130,7 +131,8 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
     let f = features::compute(mono);
     let active = activity(&f);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
-    let beats = beats::track(&f.onset, tempo.bpm, &active);
+    let mut beats = beats::track(&f.onset, tempo.bpm, &active);
+    extend_into_music(&f, &mut beats);
     // The tempo the beats actually keep (median interval) is the answer;
     // the global estimate only seeded the tracker.
     let bpm = median_interval(&beats).map(|p| 60.0 / p).unwrap_or(tempo.bpm);
@@ -159,6 +161,37 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
         cue_out_s,
         intro_bars,
         outro_bars,
+    }
+}
+
+/// The tracker drops end beats whose onsets are masked (a hi-hat under
+/// noise, a pad-only last beat). Extends the grid by one beat at each end
+/// where that beat still carries music: at least a tenth of the median
+/// beat's energy.
+fn extend_into_music(f: &Features, beats: &mut Vec<f64>) {
+    if beats.len() < 8 {
+        return;
+    }
+    let beat_energy = |a: f64, b: f64| {
+        let (i, j) = (Features::frame_at(a.max(0.0)), Features::frame_at(b).min(f.energy.len()));
+        if j <= i {
+            return 0.0;
+        }
+        f.energy[i..j].iter().map(|e| *e as f64).sum::<f64>() / (j - i) as f64
+    };
+    let mut energies: Vec<f64> = beats.windows(2).map(|w| beat_energy(w[0], w[1])).collect();
+    let mid = energies.len() / 2;
+    let median = *energies.select_nth_unstable_by(mid, f64::total_cmp).1;
+    let n = beats.len();
+    let period_end = beats[n - 1] - beats[n - 2];
+    let next = beats[n - 1] + period_end;
+    if beat_energy(next, next + period_end) >= 0.1 * median {
+        beats.push(next);
+    }
+    let period_start = beats[1] - beats[0];
+    let prev = beats[0] - period_start;
+    if prev >= 0.0 && beat_energy(prev, beats[0]) >= 0.1 * median {
+        beats.insert(0, prev);
     }
 }
 
@@ -219,9 +252,4 @@ fn energy(f: &Features, lufs: f64) -> f64 {
     let density = (f.onset.iter().map(|v| *v as f64).sum::<f64>() / n / 2.0).clamp(0.0, 1.0);
     let bright = (f.brightness.iter().map(|v| *v as f64).sum::<f64>() / n / 0.3).clamp(0.0, 1.0);
     (0.5 * loud + 0.3 * density + 0.2 * bright).clamp(0.0, 1.0)
-}
-
-/// Seconds of the frame grid, re-exported for callers that index features.
-pub fn frame_seconds() -> f64 {
-    1.0 / FPS
 }

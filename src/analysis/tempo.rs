@@ -19,6 +19,14 @@ pub const MAX_BPM: f64 = 220.0;
 const PRIOR_BPM: f64 = 120.0;
 const PRIOR_OCTAVES: f64 = 1.0;
 
+/// The faster octave is the beat if the slower level's midpoints carry at
+/// least this share of its on-grid onset strength...
+const MID_RATIO: f64 = 0.6;
+/// ...or if its quarter points (the faster level's own midpoints) carry this.
+const QUARTER_RATIO: f64 = 0.12;
+/// Window for the phase-aligned strength measurements, seconds.
+const LEVEL_WINDOW_S: f64 = 8.0;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tempo {
     pub bpm: f64,
@@ -96,6 +104,57 @@ fn comb(acf: &[f64], lag: f64) -> f64 {
     }
 }
 
+/// Onset strength at the midpoints, quarter points and third points of a grid of
+/// `period` frames, relative to the strength on the grid, with the grid's
+/// phase fitted per window (so slow drift does not smear it). Each point
+/// takes the maximum over ±2 frames.
+struct LevelRatios {
+    mid: f64,
+    quarter: f64,
+    third: f64,
+}
+
+fn level_ratios(env: &[f32], period: f64) -> LevelRatios {
+    let at = |x: f64| {
+        let c = x.round() as isize;
+        (c - 2..=c + 2).filter_map(|i| env.get(i as usize).filter(|_| i >= 0)).fold(0.0f32, |m, v| m.max(*v)) as f64
+    };
+    let window = (LEVEL_WINDOW_S * FPS) as usize;
+    let (mut on, mut mid, mut quarter, mut third) = (0.0, 0.0, 0.0, 0.0);
+    let mut start = 0;
+    while start + window <= env.len().max(window) {
+        let end = (start + window).min(env.len());
+        let beats = ((end - start) as f64 / period).floor() as usize;
+        if beats < 2 {
+            break;
+        }
+        // Fit period (within ±3%, for drift) and phase per window.
+        let sum_at = |period: f64, phase: f64, offset: f64| {
+            (0..beats).map(|k| at(start as f64 + phase + offset + k as f64 * period)).sum::<f64>()
+        };
+        let mut fit = (period, 0.0, f64::MIN);
+        for step in -6..=6 {
+            let p = period * (1.0 + 0.005 * step as f64);
+            for phase in 0..p.ceil() as usize {
+                let s = sum_at(p, phase as f64, 0.0);
+                if s > fit.2 {
+                    fit = (p, phase as f64, s);
+                }
+            }
+        }
+        let (p, phase, on_sum) = fit;
+        on += on_sum;
+        mid += sum_at(p, phase, p / 2.0);
+        quarter += 0.5 * (sum_at(p, phase, p / 4.0) + sum_at(p, phase, 3.0 * p / 4.0));
+        third += 0.5 * (sum_at(p, phase, p / 3.0) + sum_at(p, phase, 2.0 * p / 3.0));
+        start += window;
+    }
+    if on <= 0.0 {
+        return LevelRatios { mid: 0.0, quarter: 0.0, third: 0.0 };
+    }
+    LevelRatios { mid: mid / on, quarter: quarter / on, third: third / on }
+}
+
 /// Estimates the global tempo from the full-band and low-band onset envelopes.
 pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
     let full = detrend(onset);
@@ -128,12 +187,26 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
         }
         bpm *= 1.005;
     }
-    // Octave and triplet neighbours get a second look with the same score.
-    let mut chosen = best.0;
-    for ratio in [2.0, 0.5, 1.5, 2.0 / 3.0] {
-        let alt = best.0 * ratio;
-        if (MIN_BPM..=MAX_BPM).contains(&alt) && score(alt) > score(chosen) * 1.05 {
-            chosen = alt;
+    // Octave decision by metrical structure: starting from the slower
+    // octave, move to double tempo while the faster level is itself
+    // strongly populated (its extra grid points carry onsets comparable to
+    // the slower level's), or while it has a regular subdivision of its
+    // own (a beat usually spans two or four tatums).
+    let mut chosen = if best.0 / 2.0 >= MIN_BPM { best.0 / 2.0 } else { best.0 };
+    for _ in 0..2 {
+        if chosen * 2.0 > MAX_BPM {
+            break;
+        }
+        let r = level_ratios(&env, lag_of(chosen));
+        if r.third >= MID_RATIO && r.third > r.mid && chosen * 3.0 <= MAX_BPM {
+            // Three strong beats per slow beat: a triple meter's bar level.
+            chosen *= 3.0;
+            break;
+        }
+        if r.mid >= MID_RATIO || r.quarter >= QUARTER_RATIO {
+            chosen *= 2.0;
+        } else {
+            break;
         }
     }
     // Refine on the raw ACF peak near the chosen period.
