@@ -53,6 +53,7 @@ pub struct Station {
     mixer: Option<JoinHandle<()>>,
     encoder: Option<JoinHandle<Result<(), LameError>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    indexer: Option<catalog::Indexer>,
     pub scan: ScanReport,
     pub status: StatusSource,
 }
@@ -68,25 +69,20 @@ impl Station {
         let cfg = config.clone();
         let (catalog, scan) = tokio::task::spawn_blocking(move || -> Result<_, CatalogError> {
             let library = cfg.paths.library();
-            let written = catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS, || {
+            catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS, || {
                 tracing::info!("library {} holds no audio: synthesising the demo library", library.display())
             })?;
-            if written > 0 {
-                tracing::info!("library was empty: wrote {written} demo tracks to {}", library.display());
-            }
             let catalog = Catalog::open(&cfg.paths.catalog_db())?;
-            let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-            let scan = catalog.scan(&library, workers)?;
+            let scan = catalog.sync(&library)?;
             Ok((Arc::new(catalog), scan))
         })
         .await
-        .expect("scan panicked")?;
+        .expect("library sync panicked")?;
         tracing::info!(
-            "library: {} files, {} unchanged, {} new or changed, {} failed, {} removed",
+            "library: {} files, {} unchanged, {} new or changed, {} removed",
             scan.files,
             scan.unchanged,
             scan.added,
-            scan.failed,
             scan.removed
         );
         let playable = {
@@ -94,9 +90,18 @@ impl Station {
             tokio::task::spawn_blocking(move || c.playable()).await.expect("catalogue read panicked")?
         };
         if playable.is_empty() {
-            tracing::warn!("no playable tracks: sending silence until the library has some");
+            tracing::info!("no analysed tracks yet: the stream starts with the first one");
         }
         let scheduler = Arc::new(Mutex::new(Scheduler::new(Box::new(Shuffle::new(None)), playable)));
+        // Analysis runs in the background; each analysed file joins the schedule.
+        let (c, sched) = (catalog.clone(), scheduler.clone());
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let indexer = catalog::Indexer::spawn(catalog.clone(), config.paths.library(), workers, move || {
+            match c.playable() {
+                Ok(tracks) => sched.lock().unwrap_or_else(|p| p.into_inner()).set_tracks(tracks),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        })?;
 
         let pcm_capacity_frames = rate.frames_in(config.queues.pcm_s);
         let pcm_blocks = (pcm_capacity_frames as usize / PCM_BLOCK_FRAMES).max(1);
@@ -145,9 +150,17 @@ impl Station {
             mixer: Some(mixer),
             encoder: Some(encoder),
             tasks: vec![broadcaster, server],
+            indexer: Some(indexer),
             scan,
             status,
         })
+    }
+
+    /// Asks the indexer to sync the library and analyse anything new.
+    pub fn rescan(&self) {
+        if let Some(i) = &self.indexer {
+            i.rescan();
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -162,8 +175,10 @@ impl Station {
             let _ = t.await;
         }
         self.stop_mixer.store(true, Ordering::Relaxed);
-        let (mixer, encoder) = (self.mixer.take(), self.encoder.take());
+        let (mixer, encoder, indexer) = (self.mixer.take(), self.encoder.take(), self.indexer.take());
         let _ = tokio::task::spawn_blocking(move || {
+            // Stops after the files in flight; the rest stay pending.
+            drop(indexer);
             if let Some(m) = mixer {
                 let _ = m.join();
             }

@@ -38,6 +38,8 @@ async fn corrupt_files_are_reported_and_skipped() {
 async fn restart_reuses_the_catalogue() {
     let t = start_station(|_| {}, |_| {}).await;
     assert_eq!((t.station.scan.added, t.station.scan.unchanged), (3, 0));
+    let s = status(t.addr).await;
+    assert_eq!(s["library"]["analysed"], 3, "{s}");
     let TestStation { station, dir, .. } = t;
     station.shutdown().await;
     let config = test_config(dir.path());

@@ -86,10 +86,17 @@ pub async fn start_station(prepare: impl FnOnce(&Path), tweak: impl FnOnce(&mut 
     start_on(dir, config).await
 }
 
+/// Starts a station and waits until the library is analysed and the first
+/// frame is on air.
 pub async fn start_on(dir: tempfile::TempDir, config: Config) -> TestStation {
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
     let station = Station::start(config, listener).await.unwrap();
     let addr = station.local_addr();
+    let s = wait_status(addr, Duration::from_secs(60), |s| {
+        s["library"]["pending"] == 0 && !s["now_playing"].is_null()
+    })
+    .await;
+    assert_eq!(s["library"]["pending"], 0, "library analysed: {s}");
     TestStation { station, addr, dir }
 }
 

@@ -17,9 +17,9 @@ pub mod testset;
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::audio::{AudioError, Decoder, Resampler};
+use crate::audio::{AudioError, Decoder, Resampler, Tags};
 use crate::units::SampleRate;
 use features::Features;
 
@@ -31,7 +31,7 @@ pub const ANALYSIS_VERSION: i64 = 1;
 /// silence for cue points (-40 dB).
 const SILENCE_BELOW_MEDIAN: f32 = 1e-4;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Analysis {
     pub duration_s: f64,
     pub bpm: f64,
@@ -56,8 +56,20 @@ pub struct Analysis {
     pub outro_bars: u32,
 }
 
+/// What the catalogue learns from one file: its tags and its analysis.
+#[derive(Debug, Clone)]
+pub struct FileAnalysis {
+    pub tags: Tags,
+    pub analysis: Analysis,
+}
+
 /// Decodes `path` and analyses it.
 pub fn analyze_file(path: &Path) -> Result<Analysis, AudioError> {
+    analyze_file_with_tags(path).map(|f| f.analysis)
+}
+
+/// Decodes `path` once for its tags and its analysis.
+pub fn analyze_file_with_tags(path: &Path) -> Result<FileAnalysis, AudioError> {
     let mut decoder = Decoder::open(path)?;
     let rate = decoder.sample_rate();
     let mut meter = Loudness::new(rate)?;
@@ -81,7 +93,8 @@ pub fn analyze_file(path: &Path) -> Result<Analysis, AudioError> {
     }
     let mono: Vec<f32> = stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
     let (lufs, peak) = meter.finish()?;
-    Ok(analyze_mono(&mono, frames as f64 / rate.0 as f64, lufs, peak))
+    let analysis = analyze_mono(&mono, frames as f64 / rate.0 as f64, lufs, peak);
+    Ok(FileAnalysis { tags: decoder.tags().clone(), analysis })
 }
 
 /// Analyses interleaved stereo at `rate` (for tests and the mixer).
@@ -145,11 +158,12 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
     };
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
+    let round = |v: Vec<f64>| v.into_iter().map(|t| (t * 1e4).round() / 1e4).collect();
     Analysis {
         duration_s,
         bpm,
-        beats,
-        downbeats,
+        beats: round(beats),
+        downbeats: round(downbeats),
         beat_confidence: tempo.confidence,
         meter: bars.meter,
         loudness_lufs,

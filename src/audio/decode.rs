@@ -170,30 +170,3 @@ impl Decoder {
         }
     }
 }
-
-/// What a full decode of a file tells the catalogue.
-#[derive(Debug, Clone)]
-pub struct Probe {
-    pub tags: Tags,
-    pub sample_rate: SampleRate,
-    /// Decoded length in seconds.
-    pub duration_s: f64,
-}
-
-/// Opens and decodes the whole file, so a file that would fail on air fails
-/// here instead.
-pub fn probe(path: &Path) -> Result<Probe, AudioError> {
-    let mut decoder = Decoder::open(path)?;
-    let mut frames = 0u64;
-    while let Some(block) = decoder.next_block()? {
-        frames += block.len() as u64 / 2;
-    }
-    if frames == 0 {
-        return Err(AudioError::Corrupt("no decodable audio".into()));
-    }
-    Ok(Probe {
-        tags: decoder.tags.clone(),
-        sample_rate: decoder.rate,
-        duration_s: frames as f64 / decoder.rate.0 as f64,
-    })
-}

@@ -6,7 +6,7 @@
 mod decode;
 mod resample;
 
-pub use decode::{probe, AudioError, Decoder, Probe, Tags};
+pub use decode::{AudioError, Decoder, Tags};
 pub use resample::Resampler;
 
 use std::path::Path;

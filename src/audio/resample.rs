@@ -57,9 +57,11 @@ impl Resampler {
     /// so the output length matches the input length times the ratio.
     pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), AudioError> {
         let expected = (self.frames_in as f64 * self.ratio).round() as u64;
-        let rest = [&self.input[0][..], &self.input[1][..]];
-        let res = self.inner.process_partial(Some(&rest), None).map_err(|e| AudioError::Resample(e.to_string()))?;
-        self.emit(&res, out);
+        if !self.input[0].is_empty() {
+            let rest = [&self.input[0][..], &self.input[1][..]];
+            let res = self.inner.process_partial(Some(&rest), None).map_err(|e| AudioError::Resample(e.to_string()))?;
+            self.emit(&res, out);
+        }
         self.input[0].clear();
         self.input[1].clear();
         while self.frames_out < expected {
@@ -95,6 +97,15 @@ impl Resampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_of_whole_chunks_flushes_cleanly() {
+        let mut r = Resampler::new(SampleRate(44_100), SampleRate(22_050)).unwrap();
+        let mut out = Vec::new();
+        r.push(&vec![0.1; CHUNK * 2 * 4], &mut out).unwrap();
+        r.finish(&mut out).unwrap();
+        assert_eq!(out.len() / 2, CHUNK * 2);
+    }
 
     #[test]
     fn resampled_tone_keeps_length_and_frequency() {

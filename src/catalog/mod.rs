@@ -5,10 +5,12 @@
 //! `spawn_blocking`.
 
 mod demo;
+mod indexer;
 mod scan;
 
 pub use demo::ensure_demo_library;
-pub use scan::ScanReport;
+pub use indexer::Indexer;
+pub use scan::{analyse_pending, AnalyseReport, ScanReport};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped when the schema changes; older databases are migrated by dropping
 /// and rescanning (the catalogue is a cache of the library, not the truth).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -29,7 +31,7 @@ pub enum CatalogError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// A playable track as the scheduler and mixer see it.
+/// A playable (analysed) track as the scheduler and mixer see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Track {
     pub id: i64,
@@ -38,6 +40,11 @@ pub struct Track {
     pub artist: String,
     pub album: String,
     pub duration_s: f64,
+    pub bpm: f64,
+    pub key: String,
+    pub camelot: String,
+    pub energy: f64,
+    pub loudness_lufs: f64,
 }
 
 impl Track {
@@ -61,8 +68,11 @@ pub struct FailedFile {
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Counts {
     pub tracks: u64,
+    /// Analysed and schedulable.
     pub playable: u64,
     pub failed: u64,
+    /// Waiting for analysis.
+    pub pending: u64,
 }
 
 pub struct Catalog {
@@ -92,11 +102,20 @@ impl Catalog {
                      artist TEXT NOT NULL,
                      album TEXT NOT NULL,
                      duration_s REAL NOT NULL,
-                     sample_rate INTEGER NOT NULL,
-                     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+                     -- 'pending': new, changed or analysed by an older version.
+                     status TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'failed')),
                      error TEXT,
+                     analysis_version INTEGER NOT NULL DEFAULT 0,
+                     bpm REAL,
+                     key TEXT,
+                     camelot TEXT,
+                     energy REAL,
+                     loudness_lufs REAL,
+                     -- The whole analysis (beats, downbeats, cues) as JSON.
+                     analysis TEXT,
                      scanned_at INTEGER NOT NULL
                  );
+                 CREATE INDEX tracks_status ON tracks (status);
                  PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(open_err)?;
@@ -128,12 +147,17 @@ impl Catalog {
 
     pub fn counts(&self) -> Result<Counts, CatalogError> {
         let conn = self.conn();
-        let (tracks, playable): (i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0) FROM tracks",
+        let (tracks, playable, failed): (i64, i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'failed'), 0) FROM tracks",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        Ok(Counts { tracks: tracks as u64, playable: playable as u64, failed: (tracks - playable) as u64 })
+        Ok(Counts {
+            tracks: tracks as u64,
+            playable: playable as u64,
+            failed: failed as u64,
+            pending: (tracks - playable - failed) as u64,
+        })
     }
 
     /// Records that a track failed on air, so it is not scheduled again until
@@ -141,6 +165,13 @@ impl Catalog {
     pub fn mark_failed(&self, id: i64, error: &str) -> Result<(), CatalogError> {
         self.conn().execute("UPDATE tracks SET status = 'failed', error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())
+    }
+
+    /// The stored analysis of a track (beats, downbeats, cues).
+    pub fn analysis(&self, id: i64) -> Result<Option<crate::analysis::Analysis>, CatalogError> {
+        let json: Option<Option<String>> =
+            self.conn().query_row("SELECT analysis FROM tracks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
     }
 
     pub fn track(&self, id: i64) -> Result<Option<Track>, CatalogError> {
@@ -151,7 +182,8 @@ impl Catalog {
     }
 }
 
-const TRACK_COLUMNS: &str = "id, path, title, artist, album, duration_s";
+const TRACK_COLUMNS: &str =
+    "id, path, title, artist, album, duration_s, COALESCE(bpm, 0), COALESCE(key, ''), COALESCE(camelot, ''), COALESCE(energy, 0), COALESCE(loudness_lufs, -70)";
 
 fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
     Ok(Track {
@@ -161,5 +193,10 @@ fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
         artist: r.get(3)?,
         album: r.get(4)?,
         duration_s: r.get(5)?,
+        bpm: r.get(6)?,
+        key: r.get(7)?,
+        camelot: r.get(8)?,
+        energy: r.get(9)?,
+        loudness_lufs: r.get(10)?,
     })
 }

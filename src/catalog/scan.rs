@@ -1,31 +1,46 @@
-//! Library scan: walk the folder, decode every new or changed file on a few
-//! worker threads, and record each result as soon as it is known (one short
-//! write per file, so a kill mid-scan loses at most the files in flight).
-//! Files that vanished are removed. Unchanged files (same size and mtime)
-//! are not opened at all.
+//! Keeping the catalogue in line with the library folder, in two steps.
+//!
+//! `sync` walks the folder and compares each file's size and mtime with the
+//! catalogue: new and changed files (and files analysed by an older
+//! analysis version) become `pending`, vanished files are removed. It only
+//! stats files, so it is quick and runs on every start and every change.
+//!
+//! `analyse_pending` decodes and analyses the pending files on a pool of
+//! worker threads and records each result as soon as it is known: one short
+//! write per file, so a kill mid-scan loses at most the files in flight
+//! (they are still `pending` on the next start).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
 use rusqlite::params;
 
 use super::{Catalog, CatalogError};
-use crate::audio::{self, is_audio_path};
+use crate::analysis::{self, FileAnalysis, ANALYSIS_VERSION};
+use crate::audio::{is_audio_path, AudioError};
 
-/// What a scan did.
+/// What a sync found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ScanReport {
     /// Audio files found in the library.
     pub files: usize,
+    /// Files whose analysis is current.
     pub unchanged: usize,
-    /// New or changed files decoded successfully.
+    /// New, changed or outdated files queued for analysis.
     pub added: usize,
-    /// New or changed files that cannot be played (recorded with their error).
-    pub failed: usize,
     /// Catalogue entries whose file is gone.
     pub removed: usize,
+}
+
+/// What an analysis run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AnalyseReport {
+    pub analysed: usize,
+    pub failed: usize,
+    /// Seconds of audio analysed.
+    pub audio_s: f64,
 }
 
 struct FileStamp {
@@ -60,91 +75,157 @@ fn walk(library: &Path) -> Vec<FileStamp> {
     files
 }
 
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 impl Catalog {
-    /// Brings the catalogue in line with the library folder.
-    pub fn scan(&self, library: &Path, workers: usize) -> Result<ScanReport, CatalogError> {
+    /// Brings the catalogue's list of files in line with the library
+    /// folder; new and changed files become pending.
+    pub fn sync(&self, library: &Path) -> Result<ScanReport, CatalogError> {
         let library = library
             .canonicalize()
             .map_err(|source| CatalogError::Io { path: library.to_owned(), source })?;
         let files = walk(&library);
-        let known: HashMap<String, (i64, i64)> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT path, size, mtime_ns FROM tracks")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?;
+        let mut conn = self.conn();
+        let known: HashMap<String, (i64, i64, i64, String)> = {
+            let mut stmt = conn.prepare("SELECT path, size, mtime_ns, analysis_version, status FROM tracks")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))?;
             rows.collect::<Result<_, _>>()?
         };
         let mut report = ScanReport { files: files.len(), ..Default::default() };
-        let todo: Vec<&FileStamp> = files
-            .iter()
-            .filter(|f| known.get(&*f.path.to_string_lossy()) != Some(&(f.size, f.mtime_ns)))
-            .collect();
-        report.unchanged = files.len() - todo.len();
-
-        let next = AtomicUsize::new(0);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut write_result = Ok(());
-        std::thread::scope(|s| {
-            for _ in 0..workers.max(1).min(todo.len().max(1)) {
-                let tx = tx.clone();
-                let (todo, next) = (&todo, &next);
-                s.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(file) = todo.get(i) else { break };
-                    if tx.send((*file, audio::probe(&file.path))).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(tx);
-            for (file, result) in rx {
-                if write_result.is_err() {
-                    continue;
+        let tx = conn.transaction()?;
+        for f in &files {
+            let path = f.path.to_string_lossy();
+            let current = match known.get(&*path) {
+                Some((size, mtime, version, status)) => {
+                    *size == f.size && *mtime == f.mtime_ns && (*version == ANALYSIS_VERSION || status == "failed")
                 }
-                match &result {
-                    Ok(_) => report.added += 1,
-                    Err(e) => {
-                        tracing::warn!("{}: {e}", file.path.display());
-                        report.failed += 1;
-                    }
-                }
-                write_result = self.record(file, result);
+                None => false,
+            };
+            if current {
+                report.unchanged += 1;
+                continue;
             }
-        });
-        write_result?;
-
-        let present: std::collections::HashSet<String> =
-            files.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
-        let conn = self.conn();
+            let stem = f.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO tracks (path, size, mtime_ns, title, artist, album, duration_s, status, scanned_at)
+                 VALUES (?1, ?2, ?3, ?4, '', '', 0, 'pending', ?5)
+                 ON CONFLICT(path) DO UPDATE SET size = ?2, mtime_ns = ?3, status = 'pending', error = NULL, scanned_at = ?5",
+                params![path, f.size, f.mtime_ns, stem, now_s()],
+            )?;
+            report.added += 1;
+        }
+        let present: HashSet<String> = files.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
         for path in known.keys().filter(|p| !present.contains(*p)) {
-            conn.execute("DELETE FROM tracks WHERE path = ?1", [path])?;
+            tx.execute("DELETE FROM tracks WHERE path = ?1", [path])?;
             report.removed += 1;
         }
+        tx.commit()?;
         Ok(report)
     }
 
-    fn record(&self, file: &FileStamp, result: Result<audio::Probe, audio::AudioError>) -> Result<(), CatalogError> {
-        let path = file.path.to_string_lossy();
-        let stem = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let (title, artist, album, duration_s, rate, status, error) = match result {
-            Ok(p) => (
-                p.tags.title.unwrap_or(stem),
-                p.tags.artist.unwrap_or_default(),
-                p.tags.album.unwrap_or_default(),
-                p.duration_s,
-                p.sample_rate.0 as i64,
-                "ok",
-                None,
-            ),
-            Err(e) => (stem, String::new(), String::new(), 0.0, 0, "failed", Some(e.to_string())),
-        };
-        let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        self.conn().execute(
-            "INSERT INTO tracks (path, size, mtime_ns, title, artist, album, duration_s, sample_rate, status, error, scanned_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(path) DO UPDATE SET size = ?2, mtime_ns = ?3, title = ?4, artist = ?5, album = ?6,
-                 duration_s = ?7, sample_rate = ?8, status = ?9, error = ?10, scanned_at = ?11",
-            params![path, file.size, file.mtime_ns, title, artist, album, duration_s, rate, status, error, now],
-        )?;
+    /// Files waiting for analysis: (id, path).
+    pub fn pending(&self) -> Result<Vec<(i64, PathBuf)>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, path FROM tracks WHERE status = 'pending' ORDER BY path")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records one file's analysis (or why it failed).
+    pub fn record(&self, id: i64, path: &Path, result: &Result<FileAnalysis, AudioError>) -> Result<(), CatalogError> {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let conn = self.conn();
+        match result {
+            Ok(f) => {
+                let a = &f.analysis;
+                let json = serde_json::to_string(a).expect("analysis serialises");
+                conn.execute(
+                    "UPDATE tracks SET title = ?2, artist = ?3, album = ?4, duration_s = ?5, status = 'ok', error = NULL,
+                         analysis_version = ?6, bpm = ?7, key = ?8, camelot = ?9, energy = ?10, loudness_lufs = ?11,
+                         analysis = ?12, scanned_at = ?13
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        f.tags.title.clone().unwrap_or(stem),
+                        f.tags.artist.clone().unwrap_or_default(),
+                        f.tags.album.clone().unwrap_or_default(),
+                        a.duration_s,
+                        ANALYSIS_VERSION,
+                        a.bpm,
+                        a.key,
+                        a.camelot,
+                        a.energy,
+                        a.loudness_lufs,
+                        json,
+                        now_s()
+                    ],
+                )?;
+            }
+            Err(e) => {
+                conn.execute(
+                    "UPDATE tracks SET status = 'failed', error = ?2, analysis_version = ?3, scanned_at = ?4 WHERE id = ?1",
+                    params![id, e.to_string(), ANALYSIS_VERSION, now_s()],
+                )?;
+            }
+        }
         Ok(())
     }
+}
+
+/// Analyses every pending file on `workers` threads. `on_result` is called
+/// after each file is recorded (from the recording thread). Stops early,
+/// leaving files pending, when `stop` is set.
+pub fn analyse_pending(
+    catalog: &Catalog,
+    workers: usize,
+    stop: &AtomicBool,
+    mut on_result: impl FnMut(&Path, &Result<FileAnalysis, AudioError>),
+) -> Result<AnalyseReport, CatalogError> {
+    let todo = catalog.pending()?;
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut report = AnalyseReport::default();
+    let mut write_result = Ok(());
+    std::thread::scope(|s| {
+        for i in 0..workers.max(1).min(todo.len().max(1)) {
+            let tx = tx.clone();
+            let (todo, next) = (&todo, &next);
+            std::thread::Builder::new()
+                .name(format!("analysis-{i}"))
+                .spawn_scoped(s, move || loop {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((id, path)) = todo.get(k) else { break };
+                    let result = analysis::analyze_file_with_tags(path);
+                    if tx.send((*id, path, result)).is_err() {
+                        break;
+                    }
+                })
+                .expect("spawn analysis worker");
+        }
+        drop(tx);
+        for (id, path, result) in rx {
+            if write_result.is_err() {
+                continue;
+            }
+            match &result {
+                Ok(f) => {
+                    report.analysed += 1;
+                    report.audio_s += f.analysis.duration_s;
+                }
+                Err(e) => {
+                    tracing::warn!("{}: {e}", path.display());
+                    report.failed += 1;
+                }
+            }
+            write_result = catalog.record(id, path, &result);
+            on_result(path, &result);
+        }
+    });
+    write_result?;
+    Ok(report)
 }

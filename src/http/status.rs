@@ -100,8 +100,12 @@ pub struct Listeners {
 #[derive(Debug, Serialize)]
 pub struct Library {
     pub tracks: u64,
+    /// Analysed, playable tracks.
     pub playable: u64,
+    pub analysed: u64,
+    pub pending: u64,
     pub failed: u64,
+    pub analysis_version: i64,
     pub failed_files: Vec<FailedFile>,
 }
 
@@ -171,7 +175,15 @@ impl StatusSource {
                 dropped_slow: s.listeners_dropped.load(Ordering::Relaxed),
                 refused_full: s.listeners_refused.load(Ordering::Relaxed),
             },
-            library: Library { tracks: counts.tracks, playable: counts.playable, failed: counts.failed, failed_files },
+            library: Library {
+                tracks: counts.tracks,
+                playable: counts.playable,
+                analysed: counts.playable,
+                pending: counts.pending,
+                failed: counts.failed,
+                analysis_version: crate::analysis::ANALYSIS_VERSION,
+                failed_files,
+            },
             mixer: MixerStatus {
                 ordering,
                 crossfade_s: self.config.mixer.crossfade_s,

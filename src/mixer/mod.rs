@@ -118,8 +118,14 @@ impl Worker {
             let Some(mut p) = current.take() else {
                 current = self.open_next();
                 if current.is_none() {
-                    let label = Arc::new(OnAir::silence(self.now));
-                    self.emit(vec![0.0; self.settings.block * 2], label)?;
+                    if self.now == MediaTime(0) {
+                        // Nothing analysed yet: the stream starts with the
+                        // first playable track, not with silence.
+                        std::thread::sleep(Duration::from_millis(100));
+                    } else {
+                        let label = Arc::new(OnAir::silence(self.now));
+                        self.emit(vec![0.0; self.settings.block * 2], label)?;
+                    }
                 }
                 continue;
             };

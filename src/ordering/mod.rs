@@ -6,11 +6,11 @@
 //! Lives behind a mutex shared by the mixer thread (which takes picks) and
 //! the HTTP status handler (which reads the upcoming list).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
+use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 
 use crate::catalog::Track;
@@ -20,17 +20,23 @@ pub const UPCOMING: usize = 5;
 
 /// A track-ordering strategy.
 pub trait Orderer: Send {
-    /// Picks the next track from `tracks` (never empty), given what was
-    /// picked before it (`previous`, if any).
-    fn next(&mut self, tracks: &[Arc<Track>], previous: Option<&Track>) -> Arc<Track>;
+    /// Picks the track to follow `previous`, from `tracks` (never empty).
+    /// `planned` are the picks already planned ahead of this one (oldest
+    /// first); they are tentative until taken.
+    fn next(&mut self, tracks: &[Arc<Track>], previous: Option<&Track>, planned: &[i64]) -> Arc<Track>;
+    /// A pick was handed to the mixer: it is going on air.
+    fn taken(&mut self, _id: i64) {}
     fn name(&self) -> &str;
 }
 
-/// Random order without repeating a track until all have played.
+/// Random order without repeating a track until all have played. Tracks
+/// added mid-round join the current round.
 pub struct Shuffle {
     rng: SmallRng,
-    /// Ids still to play in this round.
-    bag: Vec<i64>,
+    /// Ids that went on air in this round.
+    played: HashSet<i64>,
+    /// Size of the playable set at the last pick (a round's length).
+    known: usize,
 }
 
 impl Shuffle {
@@ -39,25 +45,34 @@ impl Shuffle {
             Some(s) => SmallRng::seed_from_u64(s),
             None => SmallRng::from_os_rng(),
         };
-        Shuffle { rng, bag: Vec::new() }
+        Shuffle { rng, played: HashSet::new(), known: 0 }
     }
 }
 
 impl Orderer for Shuffle {
-    fn next(&mut self, tracks: &[Arc<Track>], previous: Option<&Track>) -> Arc<Track> {
-        // Drop ids that left the catalogue; refill when the round is over.
-        self.bag.retain(|id| tracks.iter().any(|t| t.id == *id));
-        if self.bag.is_empty() {
-            self.bag = tracks.iter().map(|t| t.id).collect();
-            self.bag.shuffle(&mut self.rng);
-            // Never the same track twice in a row across a round boundary.
-            if self.bag.len() > 1 && previous.map(|p| p.id) == self.bag.last().copied() {
-                let last = self.bag.len() - 1;
-                self.bag.swap(0, last);
-            }
+    fn next(&mut self, tracks: &[Arc<Track>], previous: Option<&Track>, planned: &[i64]) -> Arc<Track> {
+        self.known = tracks.len();
+        let not_in = |skip: &dyn Fn(i64) -> bool| -> Vec<&Arc<Track>> { tracks.iter().filter(|t| !skip(t.id)).collect() };
+        let mut left = not_in(&|id| self.played.contains(&id) || planned.contains(&id));
+        if left.is_empty() {
+            // This round is fully played or planned: the next round starts.
+            left = not_in(&|id| planned.contains(&id));
         }
-        let id = self.bag.pop().expect("bag refilled from a non-empty list");
-        tracks.iter().find(|t| t.id == id).cloned().expect("bag holds only present ids")
+        if left.is_empty() {
+            left = tracks.iter().collect();
+        }
+        // Never the same track twice in a row (unless it is the only one).
+        if left.len() > 1 {
+            left.retain(|t| Some(t.id) != previous.map(|p| p.id));
+        }
+        (*left.choose(&mut self.rng).expect("tracks is not empty")).clone()
+    }
+
+    fn taken(&mut self, id: i64) {
+        if self.played.len() >= self.known || self.played.contains(&id) {
+            self.played.clear();
+        }
+        self.played.insert(id);
     }
 
     fn name(&self) -> &str {
@@ -70,21 +85,25 @@ pub struct Scheduler {
     orderer: Box<dyn Orderer>,
     tracks: Vec<Arc<Track>>,
     upcoming: VecDeque<Arc<Track>>,
-    last_picked: Option<Arc<Track>>,
+    /// The last track handed to the mixer.
+    last_taken: Option<Arc<Track>>,
 }
 
 impl Scheduler {
     pub fn new(orderer: Box<dyn Orderer>, tracks: Vec<Arc<Track>>) -> Scheduler {
-        let mut s = Scheduler { orderer, tracks, upcoming: VecDeque::new(), last_picked: None };
+        let mut s = Scheduler { orderer, tracks, upcoming: VecDeque::new(), last_taken: None };
         s.refill();
         s
     }
 
-    /// Replaces the playable set (after a scan); planned picks that are no
-    /// longer playable are dropped.
+    /// Replaces the playable set (after a scan or an analysis). The plan is
+    /// made again, so new tracks get their chance at once.
     pub fn set_tracks(&mut self, tracks: Vec<Arc<Track>>) {
-        self.upcoming.retain(|u| tracks.iter().any(|t| t.id == u.id));
+        let same = tracks.len() == self.tracks.len() && tracks.iter().zip(&self.tracks).all(|(a, b)| a.id == b.id);
         self.tracks = tracks;
+        if !same {
+            self.upcoming.clear();
+        }
         self.refill();
     }
 
@@ -98,6 +117,10 @@ impl Scheduler {
     pub fn next(&mut self) -> Option<Arc<Track>> {
         self.refill();
         let t = self.upcoming.pop_front();
+        if let Some(t) = &t {
+            self.orderer.taken(t.id);
+            self.last_taken = Some(t.clone());
+        }
         self.refill();
         t
     }
@@ -116,8 +139,9 @@ impl Scheduler {
 
     fn refill(&mut self) {
         while !self.tracks.is_empty() && self.upcoming.len() < UPCOMING {
-            let pick = self.orderer.next(&self.tracks, self.last_picked.as_deref());
-            self.last_picked = Some(pick.clone());
+            let previous = self.upcoming.back().or(self.last_taken.as_ref()).cloned();
+            let planned: Vec<i64> = self.upcoming.iter().map(|t| t.id).collect();
+            let pick = self.orderer.next(&self.tracks, previous.as_deref(), &planned);
             self.upcoming.push_back(pick);
         }
     }
@@ -137,6 +161,11 @@ mod tests {
                     artist: String::new(),
                     album: String::new(),
                     duration_s: 100.0,
+                    bpm: 120.0,
+                    key: "A minor".into(),
+                    camelot: "8A".into(),
+                    energy: 0.5,
+                    loudness_lufs: -14.0,
                 })
             })
             .collect()
@@ -153,6 +182,20 @@ mod tests {
             seen.sort();
             assert_eq!(seen, (1..=7).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn tracks_that_arrive_later_are_planned_at_once() {
+        let all = tracks(6);
+        let mut s = Scheduler::new(Box::new(Shuffle::new(Some(3))), all[..1].to_vec());
+        assert_eq!(s.next().unwrap().id, 1);
+        s.set_tracks(all.clone());
+        let next: Vec<i64> = s.upcoming().iter().map(|t| t.id).collect();
+        assert!(!next.contains(&1) || next.iter().filter(|&&i| i == 1).count() == 1, "{next:?}");
+        assert_ne!(next[0], 1, "{next:?}");
+        let mut round: Vec<i64> = (0..5).map(|_| s.next().unwrap().id).collect();
+        round.sort();
+        assert_eq!(round, vec![2, 3, 4, 5, 6], "the rest of the round, track 1 already played");
     }
 
     #[test]
