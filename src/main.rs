@@ -1,6 +1,8 @@
 //! The `nonstop` command: parses the command line, loads the configuration
 //! and starts the station. Only wiring lives here.
 
+mod commands;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -23,6 +25,24 @@ struct Cli {
 enum Command {
     /// Run the station (the default when no command is given).
     Serve(ServeArgs),
+    /// Analyse audio files or folders (tempo, beats, key, loudness...) without a server.
+    Analyze {
+        /// One JSON object per file per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Analyse the library into the catalogue, with progress and a summary.
+    Scan(ServeArgs),
+    /// Score beat tracking against annotations (<stem>.beats: one beat time per line).
+    EvalBeats {
+        /// Folder of <stem>.beats files.
+        #[arg(long, value_name = "DIR")]
+        annotations: PathBuf,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -64,7 +84,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,symphonia=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,symphonia=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -72,10 +92,23 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
+        Some(Command::Analyze { json, paths }) => return exit_if_none_ok(commands::analyze(&paths, json)?),
+        Some(Command::Scan(args)) => return commands::scan(&load_config(&args)?),
+        Some(Command::EvalBeats { annotations, paths }) => {
+            return exit_if_none_ok(commands::eval_beats(&annotations, &paths)?)
+        }
     };
     let config = load_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config))
+}
+
+/// Exit status 1 when no file succeeded (the per-file errors are printed).
+fn exit_if_none_ok(any_ok: bool) -> anyhow::Result<()> {
+    if !any_ok {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -49,9 +49,14 @@ fn correlation(a: &[f64; 12], b: &[f64; 12]) -> f64 {
 pub fn estimate(chroma: &[[f32; 12]]) -> Key {
     let mut total = [0.0f64; 12];
     for frame in chroma {
-        // Square-root compression: a few loud frames do not outvote the rest.
-        for k in 0..12 {
-            total[k] += (frame[k] as f64).sqrt();
+        // Each frame normalised to unit sum (a loud passage does not outvote
+        // the rest), with square-root compression within the frame.
+        let compressed: [f64; 12] = std::array::from_fn(|k| (frame[k] as f64).sqrt());
+        let sum: f64 = compressed.iter().sum();
+        if sum > 1e-9 {
+            for k in 0..12 {
+                total[k] += compressed[k] / sum;
+            }
         }
     }
     let mut best = Key { tonic: 0, minor: false, strength: f64::MIN };

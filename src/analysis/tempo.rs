@@ -19,11 +19,12 @@ pub const MAX_BPM: f64 = 220.0;
 const PRIOR_BPM: f64 = 120.0;
 const PRIOR_OCTAVES: f64 = 1.0;
 
-/// The faster octave is the beat if the slower level's midpoints carry at
-/// least this share of its on-grid onset strength...
-const MID_RATIO: f64 = 0.6;
-/// ...or if its quarter points (the faster level's own midpoints) carry this.
-const QUARTER_RATIO: f64 = 0.12;
+/// Octave correction thresholds: shares of on-grid onset strength found at
+/// a level's midpoints and quarter points (see `estimate`).
+const DEMOTE_MID: f64 = 0.3;
+const DEMOTE_QUARTER: f64 = 0.05;
+const PROMOTE_MID: f64 = 0.6;
+const PROMOTE_QUARTER: f64 = 0.15;
 /// Window for the phase-aligned strength measurements, seconds.
 const LEVEL_WINDOW_S: f64 = 8.0;
 
@@ -104,14 +105,13 @@ fn comb(acf: &[f64], lag: f64) -> f64 {
     }
 }
 
-/// Onset strength at the midpoints, quarter points and third points of a grid of
+/// Onset strength at the midpoints and quarter points of a grid of
 /// `period` frames, relative to the strength on the grid, with the grid's
 /// phase fitted per window (so slow drift does not smear it). Each point
 /// takes the maximum over ±2 frames.
 struct LevelRatios {
     mid: f64,
     quarter: f64,
-    third: f64,
 }
 
 fn level_ratios(env: &[f32], period: f64) -> LevelRatios {
@@ -120,7 +120,7 @@ fn level_ratios(env: &[f32], period: f64) -> LevelRatios {
         (c - 2..=c + 2).filter_map(|i| env.get(i as usize).filter(|_| i >= 0)).fold(0.0f32, |m, v| m.max(*v)) as f64
     };
     let window = (LEVEL_WINDOW_S * FPS) as usize;
-    let (mut on, mut mid, mut quarter, mut third) = (0.0, 0.0, 0.0, 0.0);
+    let (mut on, mut mid, mut quarter) = (0.0, 0.0, 0.0);
     let mut start = 0;
     while start + window <= env.len().max(window) {
         let end = (start + window).min(env.len());
@@ -146,13 +146,12 @@ fn level_ratios(env: &[f32], period: f64) -> LevelRatios {
         on += on_sum;
         mid += sum_at(p, phase, p / 2.0);
         quarter += 0.5 * (sum_at(p, phase, p / 4.0) + sum_at(p, phase, 3.0 * p / 4.0));
-        third += 0.5 * (sum_at(p, phase, p / 3.0) + sum_at(p, phase, 2.0 * p / 3.0));
         start += window;
     }
     if on <= 0.0 {
-        return LevelRatios { mid: 0.0, quarter: 0.0, third: 0.0 };
+        return LevelRatios { mid: 0.0, quarter: 0.0 };
     }
-    LevelRatios { mid: mid / on, quarter: quarter / on, third: third / on }
+    LevelRatios { mid: mid / on, quarter: quarter / on }
 }
 
 /// Estimates the global tempo from the full-band and low-band onset envelopes.
@@ -187,28 +186,26 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
         }
         bpm *= 1.005;
     }
-    // Octave decision by metrical structure: starting from the slower
-    // octave, move to double tempo while the faster level is itself
-    // strongly populated (its extra grid points carry onsets comparable to
-    // the slower level's), or while it has a regular subdivision of its
-    // own (a beat usually spans two or four tatums).
-    let mut chosen = if best.0 / 2.0 >= MIN_BPM { best.0 / 2.0 } else { best.0 };
-    for _ in 0..2 {
-        if chosen * 2.0 > MAX_BPM {
-            break;
-        }
-        let r = level_ratios(&env, lag_of(chosen));
-        if r.third >= MID_RATIO && r.third > r.mid && chosen * 3.0 <= MAX_BPM {
-            // Three strong beats per slow beat: a triple meter's bar level.
-            chosen *= 3.0;
-            break;
-        }
-        if r.mid >= MID_RATIO || r.quarter >= QUARTER_RATIO {
-            chosen *= 2.0;
-        } else {
-            break;
-        }
-    }
+    // Octave correction by metrical structure, around the prior-weighted
+    // best. Half tempo, if the best's beats alternate strong and empty (its
+    // own midpoints carry little): then the best is a subdivision. Double
+    // tempo, if the best's midpoints are as strong as its beats or its
+    // quarter points carry a regular subdivision (a half-time feel).
+    let b = best.0;
+    let half = b / 2.0;
+    let chosen = if half >= MIN_BPM && {
+        let r = level_ratios(&env, lag_of(half));
+        r.mid < DEMOTE_MID && r.quarter < DEMOTE_QUARTER
+    } {
+        half
+    } else if b * 2.0 <= MAX_BPM && {
+        let r = level_ratios(&env, lag_of(b));
+        r.mid >= PROMOTE_MID || r.quarter >= PROMOTE_QUARTER
+    } {
+        b * 2.0
+    } else {
+        b
+    };
     // Refine on the raw ACF peak near the chosen period.
     let lag = lag_of(chosen);
     let lo = (lag * 0.97).floor() as usize;
