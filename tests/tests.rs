@@ -3,6 +3,8 @@
 
 mod util;
 
+mod catalog;
+mod cli;
 mod http;
 mod icy;
 mod library;

@@ -1,0 +1,92 @@
+//! The command-line tools, run as a user would run them.
+
+use std::process::Command;
+
+use nonstop::encoder::{encode_file, FileTags, LameSettings};
+use nonstop::synth::{analysis_test_set, render};
+use nonstop::units::SampleRate;
+
+fn nonstop(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nonstop")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Writes test-set case `i` as MP3 and its beats as `<stem>.beats`.
+/// Returns the path, the spec, and the generator's calibrated loudness.
+fn write_case(dir: &std::path::Path, i: usize) -> (std::path::PathBuf, nonstop::synth::TrackSpec, f64) {
+    let spec = analysis_test_set(30.0).swap_remove(i);
+    let pcm = render(&spec, SampleRate::CD);
+    let lufs = nonstop::synth::loudness_lufs(&pcm, SampleRate::CD);
+    // 320 kbps: at lower rates LAME's low-pass (about 17 kHz) removes a
+    // measurable share of the hi-hats' K-weighted loudness.
+    let settings = LameSettings { sample_rate: 44_100, bitrate_kbps: 320, quality: 2 };
+    let mp3 = encode_file(settings, FileTags { title: &spec.title, artist: &spec.artist, album: "" }, &pcm).unwrap();
+    let path = dir.join(format!("case{i}.mp3"));
+    std::fs::write(&path, mp3).unwrap();
+    let beats: Vec<String> = spec.beat_times()[..spec.beat_times().len() - 1]
+        .iter()
+        .enumerate()
+        .map(|(k, t)| format!("{t:.4} {}", k % spec.style.meter as usize + 1))
+        .collect();
+    std::fs::write(dir.join(format!("case{i}.beats")), beats.join("\n")).unwrap();
+    (path, spec, lufs)
+}
+
+#[test]
+fn analyze_json_reports_every_field_and_errors_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A case without white noise: LAME's low-pass would take some of the noise's loudness.
+    let (path, spec, lufs) = write_case(dir.path(), 11);
+    std::fs::write(dir.path().join("junk.mp3"), b"not audio at all").unwrap();
+    let (code, out, _) = nonstop(&["analyze", "--json", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "one file analysed: {out}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let good = lines.iter().find(|l| l["path"] == path.to_str().unwrap()).unwrap();
+    for key in [
+        "path", "duration_s", "bpm", "beats", "downbeats", "beat_confidence", "loudness_lufs", "true_peak_dbtp", "key", "camelot",
+        "energy", "cue_in_s", "cue_out_s",
+    ] {
+        assert!(!good[key].is_null(), "{key} missing: {good}");
+    }
+    assert!((good["bpm"].as_f64().unwrap() / spec.bpm - 1.0).abs() < 0.02, "{}", good["bpm"]);
+    assert_eq!(good["key"], spec.key_name());
+    // Through MP3 and back, the loudness is the generator's calibrated value.
+    assert!((good["loudness_lufs"].as_f64().unwrap() - lufs).abs() < 0.5, "{} vs {lufs}", good["loudness_lufs"]);
+    let bad = lines.iter().find(|l| l["path"].as_str().unwrap().ends_with("junk.mp3")).unwrap();
+    assert!(bad["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}");
+
+    let (code, out, _) = nonstop(&["analyze", dir.path().join("junk.mp3").to_str().unwrap()]);
+    assert_eq!(code, 1, "every file failed: {out}");
+    assert!(out.contains("junk.mp3: error:"), "{out}");
+}
+
+#[test]
+fn eval_beats_scores_against_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = write_case(dir.path(), 4);
+    let (code, out, err) = nonstop(&["eval-beats", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mean: f64 = out.lines().last().unwrap().split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(mean >= 0.95, "{out}");
+    // A missing annotation is an error for that file, named.
+    std::fs::remove_file(dir.path().join("case4.beats")).unwrap();
+    let (code, out, _) = nonstop(&["eval-beats", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("case4.beats"), "{out}");
+}
+
+#[test]
+fn bad_config_names_the_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[stream]\nbitrate_kbps = 100\n").unwrap();
+    let (code, _, err) = nonstop(&["serve", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("bad.toml") && err.contains("stream.bitrate_kbps"), "{err}");
+    let (code, out, _) = nonstop(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "analyze", "scan", "eval-beats"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+}
