@@ -30,4 +30,5 @@ pub mod ordering;
 pub mod station;
 pub mod stats;
 pub mod synth;
+pub mod transition;
 pub mod units;

@@ -35,6 +35,8 @@ pub struct Style {
     pub lead_out_s: f64,
     /// Scale to this integrated loudness (EBU R128); `None`: peak at -3 dBFS.
     pub target_lufs: Option<f64>,
+    /// An 8-bar breakdown without kick in the middle of tracks over 32 bars.
+    pub breakdown: bool,
 }
 
 impl Default for Style {
@@ -49,6 +51,7 @@ impl Default for Style {
             lead_in_s: 0.0,
             lead_out_s: 0.0,
             target_lufs: None,
+            breakdown: true,
         }
     }
 }
@@ -144,7 +147,7 @@ pub fn render(spec: &TrackSpec, rate: SampleRate) -> Vec<f32> {
         // Arrangement: drums alone for the intro, a breakdown without kick
         // in the middle of long tracks, drums and chords in the outro.
         let intro = bar < 8.min(bars / 4);
-        let breakdown = bars > 32 && (bars / 2..bars / 2 + 8).contains(&bar);
+        let breakdown = st.breakdown && bars > 32 && (bars / 2..bars / 2 + 8).contains(&bar);
         let outro = bar + 4.min(bars / 8) >= bars;
         let (degree, chord_minor) = progression[bar % 4];
         let root = (spec.key_root + degree) % 12;
@@ -421,6 +424,7 @@ pub fn analysis_test_set(seconds: f64) -> Vec<TrackSpec> {
                 lead_in_s: silence,
                 lead_out_s: silence,
                 target_lufs: Some(lufs),
+                breakdown: true,
             },
         })
         .collect()

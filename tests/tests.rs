@@ -9,3 +9,4 @@ mod http;
 mod icy;
 mod library;
 mod stream;
+mod transition;

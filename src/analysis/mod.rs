@@ -144,7 +144,8 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
     let f = features::compute(mono);
     let active = activity(&f);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
-    let mut beats = beats::track(&f.onset, tempo.bpm, &active);
+    let rough = beats::track(&f.onset, tempo.bpm, &active);
+    let mut beats = beats::refine_onsets(mono, features::RATE as f64, &rough);
     extend_into_music(&f, &mut beats);
     // The tempo the beats actually keep (median interval) is the answer;
     // the global estimate only seeded the tracker.
@@ -197,14 +198,17 @@ fn extend_into_music(f: &Features, beats: &mut Vec<f64>) {
     let mid = energies.len() / 2;
     let median = *energies.select_nth_unstable_by(mid, f64::total_cmp).1;
     let n = beats.len();
+    // The first half of a beat after it, kept clear of the next beat's
+    // onset (analysis frames reach 46 ms to either side).
+    let carries_music = |t: f64, period: f64| beat_energy(t + 0.05 * period, t + 0.5 * period) >= 0.1 * median;
     let period_end = beats[n - 1] - beats[n - 2];
     let next = beats[n - 1] + period_end;
-    if beat_energy(next, next + period_end) >= 0.1 * median {
+    if carries_music(next, period_end) {
         beats.push(next);
     }
     let period_start = beats[1] - beats[0];
     let prev = beats[0] - period_start;
-    if prev >= 0.0 && beat_energy(prev, beats[0]) >= 0.1 * median {
+    if prev >= 0.0 && carries_music(prev, period_start) {
         beats.insert(0, prev);
     }
 }

@@ -1,0 +1,203 @@
+//! Small DSP pieces of a transition: a Linkwitz–Riley band split for the
+//! bass swap, per-track gain from loudness, and a look-ahead peak limiter.
+
+/// A 2nd-order Butterworth low-pass (RBJ biquad), one channel.
+#[derive(Debug, Clone, Copy)]
+struct Biquad {
+    b0: f32,
+    b1: f32,
+    b2: f32,
+    a1: f32,
+    a2: f32,
+    z1: f32,
+    z2: f32,
+}
+
+impl Biquad {
+    fn lowpass(rate: f32, hz: f32) -> Biquad {
+        let w = std::f32::consts::TAU * hz / rate;
+        let (s, c) = w.sin_cos();
+        let alpha = s / (2.0 * std::f32::consts::FRAC_1_SQRT_2);
+        let a0 = 1.0 + alpha;
+        Biquad {
+            b0: (1.0 - c) / 2.0 / a0,
+            b1: (1.0 - c) / a0,
+            b2: (1.0 - c) / 2.0 / a0,
+            a1: -2.0 * c / a0,
+            a2: (1.0 - alpha) / a0,
+            z1: 0.0,
+            z2: 0.0,
+        }
+    }
+
+    fn run(&mut self, x: f32) -> f32 {
+        let y = self.b0 * x + self.z1;
+        self.z1 = self.b1 * x - self.a1 * y + self.z2;
+        self.z2 = self.b2 * x - self.a2 * y;
+        y
+    }
+}
+
+/// Splits interleaved stereo into (low, high) at `hz`: the low band is a
+/// 4th-order Linkwitz–Riley low-pass (two Butterworth stages), the high band
+/// is the remainder, so low + high is exactly the input.
+pub fn split_bands(stereo: &[f32], rate: u32, hz: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut filters = [[Biquad::lowpass(rate as f32, hz); 2]; 2];
+    let mut low = Vec::with_capacity(stereo.len());
+    for (i, x) in stereo.iter().enumerate() {
+        let ch = &mut filters[i % 2];
+        let first = ch[0].run(*x);
+        low.push(ch[1].run(first));
+    }
+    let high = stereo.iter().zip(&low).map(|(x, l)| x - l).collect();
+    (low, high)
+}
+
+/// Linear gain that brings `lufs` to `target`, at most `max_db` up or down.
+pub fn loudness_gain(lufs: f64, target: f64, max_db: f64) -> f32 {
+    let db = (target - lufs).clamp(-max_db, max_db);
+    10f64.powf(db / 20.0) as f32
+}
+
+/// Taps each side of the 4× oversampling interpolator.
+const TP_TAPS: usize = 8;
+
+/// Per-frame true peak of interleaved stereo (both channels): the largest
+/// magnitude among the samples and the three points between each sample
+/// and the next, interpolated with a Hann-windowed sinc (4× oversampling,
+/// as BS.1770 true-peak meters do).
+pub fn true_peaks(stereo: &[f32]) -> Vec<f32> {
+    let n = stereo.len() / 2;
+    let kernels: Vec<[f32; 2 * TP_TAPS]> = [0.25f32, 0.5, 0.75]
+        .iter()
+        .map(|&frac| {
+            std::array::from_fn(|k| {
+                // Tap k sits at offset (k - TP_TAPS + 1) from frame i.
+                let x = k as f32 - (TP_TAPS as f32 - 1.0) - frac;
+                let sinc = if x.abs() < 1e-6 { 1.0 } else { (std::f32::consts::PI * x).sin() / (std::f32::consts::PI * x) };
+                let w = 0.5 + 0.5 * (std::f32::consts::PI * x / TP_TAPS as f32).cos();
+                sinc * w
+            })
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut peak = stereo[2 * i].abs().max(stereo[2 * i + 1].abs());
+            for c in 0..2 {
+                for kern in &kernels {
+                    let mut acc = 0.0f32;
+                    for (k, w) in kern.iter().enumerate() {
+                        let j = i as isize + k as isize - (TP_TAPS as isize - 1);
+                        if j >= 0 && (j as usize) < n {
+                            acc += w * stereo[j as usize * 2 + c];
+                        }
+                    }
+                    peak = peak.max(acc.abs());
+                }
+            }
+            peak
+        })
+        .collect()
+}
+
+/// Look-ahead true-peak limiter over a whole buffer of interleaved stereo,
+/// linked across channels: nothing leaves above `ceiling` (linear), between
+/// samples included. The gain
+/// drops ahead of each peak (within `lookahead` frames), is smoothed by a
+/// moving average over the look-ahead, and recovers with `release` frames'
+/// time constant.
+pub fn limit(stereo: &mut [f32], ceiling: f32, lookahead: usize, release: usize) {
+    let n = stereo.len() / 2;
+    if n == 0 {
+        return;
+    }
+    let need: Vec<f32> = true_peaks(stereo).into_iter().map(|p| if p > ceiling { ceiling / p } else { 1.0 }).collect();
+    // Forward minimum over [i, i + lookahead] (monotonic deque).
+    let mut ahead = vec![1.0f32; n];
+    let mut dq: std::collections::VecDeque<usize> = Default::default();
+    for j in (0..n).rev() {
+        while dq.back().is_some_and(|&k| need[k] >= need[j]) {
+            dq.pop_back();
+        }
+        dq.push_back(j);
+        while dq.front().is_some_and(|&k| k > j + lookahead) {
+            dq.pop_front();
+        }
+        ahead[j] = need[*dq.front().expect("just pushed")];
+    }
+    // Instant attack, exponential release.
+    let alpha = 1.0 - (-1.0 / release.max(1) as f32).exp();
+    let mut g = 1.0f32;
+    for a in ahead.iter_mut() {
+        g = if *a < g { *a } else { g + (*a - g) * alpha };
+        *a = g;
+    }
+    // Moving average over the look-ahead (unity before the start): every
+    // value averaged at a peak is at most the gain that peak needs; the
+    // minimum with the unsmoothed gain covers the first frames.
+    let w = lookahead + 1;
+    let mut sum = 0.0f64;
+    for i in 0..n {
+        sum += ahead[i] as f64;
+        if i >= w {
+            sum -= ahead[i - w] as f64;
+        }
+        let missing = w.saturating_sub(i + 1) as f64;
+        let g = (((sum + missing) / w as f64) as f32).min(ahead[i]);
+        stereo[2 * i] *= g;
+        stereo[2 * i + 1] *= g;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_sum_to_the_input() {
+        let x: Vec<f32> = (0..4410).map(|i| ((i as f32) * 0.37).sin() * 0.5 + ((i as f32) * 0.01).sin() * 0.5).collect();
+        let (l, h) = split_bands(&x, 44_100, 200.0);
+        for i in 0..x.len() {
+            assert!((l[i] + h[i] - x[i]).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn low_band_keeps_bass_and_drops_treble() {
+        let tone = |hz: f32| -> Vec<f32> {
+            (0..44_100).flat_map(|i| {
+                let v = (std::f32::consts::TAU * hz * i as f32 / 44_100.0).sin();
+                [v, v]
+            }).collect()
+        };
+        let rms = |v: &[f32]| (v[20_000..].iter().map(|x| x * x).sum::<f32>() / (v.len() - 20_000) as f32).sqrt();
+        let (l, _) = split_bands(&tone(50.0), 44_100, 200.0);
+        assert!(rms(&l) > 0.65, "{}", rms(&l));
+        let (l, _) = split_bands(&tone(2000.0), 44_100, 200.0);
+        assert!(rms(&l) < 0.01, "{}", rms(&l));
+    }
+
+    #[test]
+    fn true_peak_sees_between_samples() {
+        // A quarter-rate sine sampled at ±45°: samples at 0.707, peak 1.0.
+        let x: Vec<f32> = (0..400).flat_map(|i| {
+            let v = (std::f32::consts::FRAC_PI_2 * i as f32 + std::f32::consts::FRAC_PI_4).sin();
+            [v, v]
+        }).collect();
+        let tp = true_peaks(&x);
+        assert!(x.iter().all(|v| v.abs() < 0.71));
+        assert!(tp[200] > 0.97, "{}", tp[200]);
+    }
+
+    #[test]
+    fn limiter_holds_the_ceiling_and_leaves_quiet_audio_alone() {
+        let mut x: Vec<f32> = (0..44_100).flat_map(|i| {
+            let v = (i as f32 * 0.05).sin() * if (20_000..20_500).contains(&i) { 1.8 } else { 0.5 };
+            [v, -v]
+        }).collect();
+        let quiet_before = x[2000];
+        limit(&mut x, 0.8, 220, 4410);
+        assert!(x.iter().all(|v| v.abs() <= 0.8 + 1e-6));
+        assert_eq!(x[2000], quiet_before);
+    }
+}

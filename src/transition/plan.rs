@@ -1,0 +1,213 @@
+//! Where and how A hands over to B. Pure: two analyses and the settings in,
+//! a plan out.
+//!
+//! A beatmatched plan overlaps `overlap_bars` bars: A's overlap starts on a
+//! downbeat at a phrase boundary (a multiple of 8 bars from A's first
+//! downbeat, 16 or 32 where A allows) and ends on the last full bar before
+//! A's cue-out; B enters on its first downbeat at or after its cue-in. B is
+//! played at A's tempo, beat for beat, through the overlap (B's tempo may
+//! be taken at half or double), then glides to its own tempo. When the
+//! beats cannot be trusted or the tempos are too far apart, the plan is a
+//! crossfade that trims silence, and says why.
+
+use serde::Serialize;
+
+use crate::analysis::Analysis;
+
+/// Settings of a transition. Default values are those of `[mixer]` in the
+/// shipped config.
+#[derive(Debug, Clone, Copy)]
+pub struct TransitionSettings {
+    /// Bars A and B play together. Default: `16`.
+    pub overlap_bars: u32,
+    /// Largest tempo change B may be stretched by (after half/double). Default: `0.08`.
+    pub max_tempo_change: f64,
+    /// Beat confidence below which a track is mixed by plain crossfade. Default: `0.2`.
+    pub min_beat_confidence: f64,
+    /// Bars over which B glides from A's tempo to its own. Default: `8`.
+    pub glide_bars: u32,
+    /// Fallback crossfade length, seconds. Default: `6.0`.
+    pub crossfade_s: f64,
+    /// Loudness every track is brought to, LUFS. Default: `-14.0`.
+    pub target_lufs: f64,
+    /// Largest loudness correction, dB. Default: `12.0`.
+    pub max_gain_db: f64,
+    /// Output ceiling, dBFS (sample peak). Default: `-1.0`.
+    pub ceiling_db: f64,
+}
+
+impl Default for TransitionSettings {
+    fn default() -> Self {
+        TransitionSettings {
+            overlap_bars: 16,
+            max_tempo_change: 0.08,
+            min_beat_confidence: 0.2,
+            glide_bars: 8,
+            crossfade_s: 6.0,
+            target_lufs: -14.0,
+            max_gain_db: 12.0,
+            ceiling_db: -1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Beatmatched,
+    Crossfade,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub mode: Mode,
+    /// Why a crossfade was chosen (None for beatmatched).
+    pub reason: Option<String>,
+    pub tempo_a: f64,
+    pub tempo_b: f64,
+    /// B's playback speed in the overlap (A's tempo over B's effective tempo).
+    pub stretch_ratio: f64,
+    /// B's tempo was taken at this multiple (1, 2 or 0.5) to match A.
+    pub b_tempo_multiple: f64,
+    pub overlap_bars: u32,
+    /// A's time where the overlap starts and ends, seconds.
+    pub a_out_s: f64,
+    pub a_end_s: f64,
+    /// B's time at the start of the overlap, seconds.
+    pub b_in_s: f64,
+    /// A's beats through the overlap (seconds in A), and B's beats (seconds
+    /// in B) that are placed on them, one for one.
+    #[serde(skip)]
+    pub a_beats: Vec<f64>,
+    #[serde(skip)]
+    pub b_beats: Vec<f64>,
+    /// B's beats after the overlap (for the tempo glide), seconds in B.
+    #[serde(skip)]
+    pub b_glide_beats: Vec<f64>,
+    pub a_gain_db: f64,
+    pub b_gain_db: f64,
+}
+
+/// B's beat grid at `multiple` times its tempo: midpoints inserted (×2) or
+/// every other beat (×½).
+fn regrid(beats: &[f64], multiple: f64) -> Vec<f64> {
+    if multiple > 1.5 {
+        let mut out = Vec::with_capacity(beats.len() * 2);
+        for w in beats.windows(2) {
+            out.push(w[0]);
+            out.push(0.5 * (w[0] + w[1]));
+        }
+        out.extend(beats.last());
+        out
+    } else if multiple < 0.75 {
+        beats.iter().step_by(2).copied().collect()
+    } else {
+        beats.to_vec()
+    }
+}
+
+fn index_of(beats: &[f64], t: f64) -> Option<usize> {
+    beats.iter().position(|b| (b - t).abs() < 1e-3)
+}
+
+/// Plans the transition from A to B.
+pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
+    let gain_db = |lufs: f64| (s.target_lufs - lufs).clamp(-s.max_gain_db, s.max_gain_db);
+    let crossfade = |reason: String| {
+        // Trim silence: A ends at its cue-out, B starts at its cue-in.
+        let len = s.crossfade_s.min(a.cue_out_s.max(0.0) * 0.5).min((b.duration_s - b.cue_in_s).max(0.0) * 0.5);
+        Plan {
+            mode: Mode::Crossfade,
+            reason: Some(reason),
+            tempo_a: a.bpm,
+            tempo_b: b.bpm,
+            stretch_ratio: 1.0,
+            b_tempo_multiple: 1.0,
+            overlap_bars: 0,
+            a_out_s: (a.cue_out_s - len).max(0.0),
+            a_end_s: a.cue_out_s,
+            b_in_s: b.cue_in_s,
+            a_beats: Vec::new(),
+            b_beats: Vec::new(),
+            b_glide_beats: Vec::new(),
+            a_gain_db: gain_db(a.loudness_lufs),
+            b_gain_db: gain_db(b.loudness_lufs),
+        }
+    };
+    if a.beat_confidence < s.min_beat_confidence || b.beat_confidence < s.min_beat_confidence {
+        return crossfade(format!(
+            "beats unreliable (confidence {:.2} and {:.2}, need {:.2})",
+            a.beat_confidence, b.beat_confidence, s.min_beat_confidence
+        ));
+    }
+    if a.meter != b.meter {
+        return crossfade(format!("meters differ ({}/4 and {}/4)", a.meter, b.meter));
+    }
+    let multiple = [1.0, 2.0, 0.5]
+        .into_iter()
+        .min_by(|x, y| (a.bpm / (b.bpm * x)).ln().abs().total_cmp(&(a.bpm / (b.bpm * y)).ln().abs()))
+        .expect("three candidates");
+    let ratio = a.bpm / (b.bpm * multiple);
+    if (ratio - 1.0).abs() > s.max_tempo_change {
+        return crossfade(format!(
+            "tempos too far apart ({:.1} and {:.1} BPM: {:+.1}% > {:.0}%)",
+            a.bpm,
+            b.bpm,
+            (ratio - 1.0) * 100.0,
+            s.max_tempo_change * 100.0
+        ));
+    }
+    let meter = a.meter.max(1) as usize;
+    // A: full bars that end by the cue-out.
+    let a_bars: Vec<f64> = a.downbeats.iter().copied().filter(|d| *d <= a.cue_out_s + 1e-3).collect();
+    let b_grid = regrid(&b.beats, multiple);
+    let b_bar_starts: Vec<f64> = b.downbeats.iter().copied().filter(|d| *d >= b.cue_in_s - 0.05).collect();
+    let Some(&b_in) = b_bar_starts.first() else {
+        return crossfade("B has no downbeat after its cue-in".into());
+    };
+    let Some(b_start) = index_of(&b_grid, b_in) else {
+        return crossfade("B's downbeat is not on its beat grid".into());
+    };
+    let b_beats_left = b_grid.len().saturating_sub(b_start + 1);
+    // Longest overlap both tracks allow, at most the setting, at least 4 bars;
+    // A keeps at least half of its bars before the overlap.
+    let a_last = a_bars.len().saturating_sub(1);
+    let max_bars = (s.overlap_bars as usize).min(b_beats_left / meter).min(a_last / 2);
+    if max_bars < 4 {
+        return crossfade(format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
+    }
+    let first_a = 0usize;
+    // Phrase alignment: the overlap starts a multiple of 8 bars after A's
+    // first downbeat, as late as possible.
+    let mut start = a_last - max_bars;
+    let phrase = if max_bars >= 8 { 8 } else { 4 };
+    start -= (start - first_a) % phrase;
+    let bars = max_bars.min(a_last - start);
+    let a_out = a_bars[start];
+    let a_end = a_bars[start + bars];
+    let a_beats: Vec<f64> = a.beats.iter().copied().filter(|t| *t >= a_out - 1e-3 && *t <= a_end + 1e-3).collect();
+    let n = a_beats.len();
+    if n < 2 || b_start + n > b_grid.len() {
+        return crossfade("beat grids too short for the overlap".into());
+    }
+    let b_beats = b_grid[b_start..b_start + n].to_vec();
+    let glide_end = (b_start + n - 1 + s.glide_bars as usize * meter).min(b_grid.len() - 1);
+    let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
+    Plan {
+        mode: Mode::Beatmatched,
+        reason: None,
+        tempo_a: a.bpm,
+        tempo_b: b.bpm,
+        stretch_ratio: ratio,
+        b_tempo_multiple: multiple,
+        overlap_bars: bars as u32,
+        a_out_s: a_out,
+        a_end_s: a_end,
+        b_in_s: b_in,
+        a_beats,
+        b_beats,
+        b_glide_beats,
+        a_gain_db: gain_db(a.loudness_lufs),
+        b_gain_db: gain_db(b.loudness_lufs),
+    }
+}
