@@ -136,13 +136,54 @@ impl Default for QueuesConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MixerConfig {
-    /// Length of the equal-power crossfade between tracks, seconds. Default: `6.0`.
+    /// Length of the fallback crossfade (beats unreliable or tempos too far
+    /// apart), seconds. Default: `6.0`.
     pub crossfade_s: f64,
+    /// Bars both tracks play together in a beatmatched transition. Default: `16`.
+    pub overlap_bars: u32,
+    /// Largest tempo change the incoming track is stretched by (half and
+    /// double tempo considered), as a fraction. Default: `0.08`.
+    pub max_tempo_change: f64,
+    /// Beat confidence below which a pair is crossfaded, 0..1. Default: `0.2`.
+    pub min_beat_confidence: f64,
+    /// Bars over which the incoming track glides to its own tempo after the overlap. Default: `8`.
+    pub glide_bars: u32,
+    /// Loudness every track is brought to, LUFS. Default: `-14.0`.
+    pub target_lufs: f64,
+    /// Largest loudness correction, dB. Default: `12.0`.
+    pub max_gain_db: f64,
+    /// Output ceiling, dBTP. Default: `-1.0`.
+    pub ceiling_dbtp: f64,
 }
 
 impl Default for MixerConfig {
     fn default() -> Self {
-        MixerConfig { crossfade_s: 6.0 }
+        let t = crate::transition::TransitionSettings::default();
+        MixerConfig {
+            crossfade_s: t.crossfade_s,
+            overlap_bars: t.overlap_bars,
+            max_tempo_change: t.max_tempo_change,
+            min_beat_confidence: t.min_beat_confidence,
+            glide_bars: t.glide_bars,
+            target_lufs: t.target_lufs,
+            max_gain_db: t.max_gain_db,
+            ceiling_dbtp: t.ceiling_db,
+        }
+    }
+}
+
+impl MixerConfig {
+    pub fn transition(&self) -> crate::transition::TransitionSettings {
+        crate::transition::TransitionSettings {
+            overlap_bars: self.overlap_bars,
+            max_tempo_change: self.max_tempo_change,
+            min_beat_confidence: self.min_beat_confidence,
+            glide_bars: self.glide_bars,
+            crossfade_s: self.crossfade_s,
+            target_lufs: self.target_lufs,
+            max_gain_db: self.max_gain_db,
+            ceiling_db: self.ceiling_dbtp,
+        }
     }
 }
 
@@ -235,6 +276,24 @@ impl Config {
             self.mixer.crossfade_s.to_string(),
             "must be between 0 and 60 seconds",
         )?;
+        let m = &self.mixer;
+        check((4..=64).contains(&m.overlap_bars), "mixer.overlap_bars", m.overlap_bars.to_string(), "must be 4..=64")?;
+        check(
+            (0.0..=0.25).contains(&m.max_tempo_change),
+            "mixer.max_tempo_change",
+            m.max_tempo_change.to_string(),
+            "must be between 0 and 0.25",
+        )?;
+        check(
+            (0.0..=1.0).contains(&m.min_beat_confidence),
+            "mixer.min_beat_confidence",
+            m.min_beat_confidence.to_string(),
+            "must be between 0 and 1",
+        )?;
+        check(m.glide_bars <= 64, "mixer.glide_bars", m.glide_bars.to_string(), "must be 0..=64")?;
+        check((-40.0..=0.0).contains(&m.target_lufs), "mixer.target_lufs", m.target_lufs.to_string(), "must be -40..=0")?;
+        check((0.0..=24.0).contains(&m.max_gain_db), "mixer.max_gain_db", m.max_gain_db.to_string(), "must be 0..=24")?;
+        check((-12.0..=0.0).contains(&m.ceiling_dbtp), "mixer.ceiling_dbtp", m.ceiling_dbtp.to_string(), "must be -12..=0")?;
         check(
             !self.server.station_name.trim().is_empty(),
             "server.station_name",

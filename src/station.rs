@@ -122,11 +122,7 @@ impl Station {
         };
         let silence = encoder::silence_frames(lame)?;
         let stop_mixer = Arc::new(AtomicBool::new(false));
-        let mixer_settings = MixerSettings {
-            rate,
-            crossfade: rate.frames_in(config.mixer.crossfade_s) as usize,
-            block: PCM_BLOCK_FRAMES,
-        };
+        let mixer_settings = MixerSettings { rate, transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
         let mixer = mixer::spawn(
             mixer_settings,
             scheduler.clone(),

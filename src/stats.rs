@@ -40,6 +40,11 @@ pub struct Stats {
     pub encode_ns: AtomicU64,
     /// Last mixer error shown on /status.
     pub last_error: Mutex<Option<String>>,
+    pub transitions_beatmatched: AtomicU64,
+    /// Fallback crossfades (the reason is logged and kept with the transition).
+    pub transitions_crossfade: AtomicU64,
+    /// The latest transition.
+    pub transition: Mutex<Option<crate::mixer::TransitionInfo>>,
 }
 
 impl Stats {
@@ -64,6 +69,9 @@ impl Stats {
             mix_ns: AtomicU64::new(0),
             encode_ns: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            transitions_beatmatched: AtomicU64::new(0),
+            transitions_crossfade: AtomicU64::new(0),
+            transition: Mutex::new(None),
         }
     }
 

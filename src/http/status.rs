@@ -113,6 +113,12 @@ pub struct Library {
 pub struct MixerStatus {
     pub ordering: String,
     pub crossfade_s: f64,
+    pub overlap_bars: u32,
+    pub transitions_beatmatched: u64,
+    pub transitions_crossfade: u64,
+    /// The latest transition: mode, tempos, stretch ratio, overlap bars,
+    /// the fallback reason if any.
+    pub transition: Option<crate::mixer::TransitionInfo>,
     pub tracks_started: u64,
     pub track_failures: u64,
     pub last_error: Option<String>,
@@ -187,6 +193,10 @@ impl StatusSource {
             mixer: MixerStatus {
                 ordering,
                 crossfade_s: self.config.mixer.crossfade_s,
+                overlap_bars: self.config.mixer.overlap_bars,
+                transitions_beatmatched: s.transitions_beatmatched.load(Ordering::Relaxed),
+                transitions_crossfade: s.transitions_crossfade.load(Ordering::Relaxed),
+                transition: s.transition.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 tracks_started: s.tracks_started.load(Ordering::Relaxed),
                 track_failures: s.track_failures.load(Ordering::Relaxed),
                 last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),

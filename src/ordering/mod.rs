@@ -125,6 +125,13 @@ impl Scheduler {
         t
     }
 
+    /// Puts a pick back at the head of the plan (its transition could not
+    /// happen; it will start next).
+    pub fn push_front(&mut self, track: Arc<Track>) {
+        self.upcoming.push_front(track);
+        self.upcoming.truncate(UPCOMING);
+    }
+
     pub fn upcoming(&self) -> Vec<Arc<Track>> {
         self.upcoming.iter().cloned().collect()
     }

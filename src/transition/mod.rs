@@ -10,5 +10,5 @@ pub mod dsp;
 mod plan;
 mod render;
 
-pub use plan::{plan, Mode, Plan, TransitionSettings};
+pub use plan::{plan, track_gain_db, Mode, Plan, TransitionSettings};
 pub use render::{render, Rendered};

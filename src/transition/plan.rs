@@ -110,9 +110,15 @@ fn index_of(beats: &[f64], t: f64) -> Option<usize> {
     beats.iter().position(|b| (b - t).abs() < 1e-3)
 }
 
+/// The gain (dB) that brings a track to the target loudness, within the
+/// correction limit and never lifting its true peak above the ceiling.
+pub fn track_gain_db(a: &Analysis, s: &TransitionSettings) -> f64 {
+    let db = (s.target_lufs - a.loudness_lufs).clamp(-s.max_gain_db, s.max_gain_db);
+    db.min(s.ceiling_db - 0.1 - a.true_peak_dbtp)
+}
+
 /// Plans the transition from A to B.
 pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
-    let gain_db = |lufs: f64| (s.target_lufs - lufs).clamp(-s.max_gain_db, s.max_gain_db);
     let crossfade = |reason: String| {
         // Trim silence: A ends at its cue-out, B starts at its cue-in.
         let len = s.crossfade_s.min(a.cue_out_s.max(0.0) * 0.5).min((b.duration_s - b.cue_in_s).max(0.0) * 0.5);
@@ -130,8 +136,8 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
             a_beats: Vec::new(),
             b_beats: Vec::new(),
             b_glide_beats: Vec::new(),
-            a_gain_db: gain_db(a.loudness_lufs),
-            b_gain_db: gain_db(b.loudness_lufs),
+            a_gain_db: track_gain_db(a, s),
+            b_gain_db: track_gain_db(b, s),
         }
     };
     if a.beat_confidence < s.min_beat_confidence || b.beat_confidence < s.min_beat_confidence {
@@ -207,7 +213,49 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
         a_beats,
         b_beats,
         b_glide_beats,
-        a_gain_db: gain_db(a.loudness_lufs),
-        b_gain_db: gain_db(b.loudness_lufs),
+        a_gain_db: track_gain_db(a, s),
+        b_gain_db: track_gain_db(b, s),
+    }
+}
+
+impl Plan {
+    /// The same plan with A's times moved `by` seconds earlier (A's buffer
+    /// starts `by` seconds into the track).
+    pub fn shift_a(&self, by: f64) -> Plan {
+        let mut p = self.clone();
+        p.a_out_s -= by;
+        p.a_end_s -= by;
+        p.a_beats.iter_mut().for_each(|t| *t -= by);
+        p
+    }
+
+    /// A crossfade starting at A's time `at`, for when the planned mix-out
+    /// has already passed.
+    pub fn crossfade_now(&self, at: f64, a: &Analysis, b: &Analysis, s: &TransitionSettings, reason: &str) -> Plan {
+        let len = s.crossfade_s.min((a.duration_s - at).max(0.0));
+        Plan {
+            mode: Mode::Crossfade,
+            reason: Some(reason.to_string()),
+            stretch_ratio: 1.0,
+            b_tempo_multiple: 1.0,
+            overlap_bars: 0,
+            a_out_s: at,
+            a_end_s: at + len,
+            b_in_s: b.cue_in_s,
+            a_beats: Vec::new(),
+            b_beats: Vec::new(),
+            b_glide_beats: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Output seconds of the tempo glide after the overlap.
+    pub fn glide_out_s(&self) -> f64 {
+        let g = self.b_glide_beats.len().saturating_sub(1);
+        self.b_glide_beats
+            .windows(2)
+            .enumerate()
+            .map(|(k, w)| (w[1] - w[0]) / (self.stretch_ratio + (1.0 - self.stretch_ratio) * (k as f64 + 0.5) / g as f64))
+            .sum()
     }
 }

@@ -30,6 +30,9 @@ pub struct Rendered {
     pub overlap_end: usize,
     /// A's time (seconds) at output frame 0.
     pub a_offset_s: f64,
+    /// B's source frame that follows the render's last frame: where B
+    /// continues at its own speed.
+    pub b_next_frame: usize,
 }
 
 fn frame(t: f64, rate: SampleRate) -> usize {
@@ -180,6 +183,7 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
 
     // B, from the start of the overlap on.
     let mut b_part = vec![0.0f32; total * 2];
+    let b_next_frame;
     let b_rendered: Vec<f32> = match plan.mode {
         Mode::Beatmatched => {
             let mut segments = Vec::new();
@@ -204,11 +208,13 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
                 pos += n;
                 left -= n;
             }
+            b_next_frame = pos;
             stretch_segments(b, &segments, rate, plan.stretch_ratio)
         }
         Mode::Crossfade => {
             let b0 = frame(plan.b_in_s, rate);
             let n = (total - ov_start).min((b.len() / 2).saturating_sub(b0));
+            b_next_frame = b0 + n;
             b[b0 * 2..(b0 + n) * 2].to_vec()
         }
     };
@@ -257,7 +263,7 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
     // under a BS.1770 meter's.
     let ceiling = 10f32.powf((s.ceiling_db as f32 - 0.1) / 20.0);
     limit(&mut pcm, ceiling, frame(LIMIT_LOOKAHEAD_S, rate), frame(LIMIT_RELEASE_S, rate));
-    Rendered { pcm, a_part, b_part, overlap_start: ov_start, overlap_end: ov_end, a_offset_s }
+    Rendered { pcm, a_part, b_part, overlap_start: ov_start, overlap_end: ov_end, a_offset_s, b_next_frame }
 }
 
 #[cfg(test)]
