@@ -163,3 +163,125 @@ pub fn eval_beats(annotations: &Path, paths: &[PathBuf]) -> anyhow::Result<bool>
     println!("mean F = {:.3} over {} files", scores.iter().sum::<f64>() / scores.len() as f64, scores.len());
     Ok(true)
 }
+
+/// Decodes a whole file at the station rate.
+fn decode_all(path: &Path, rate: nonstop::units::SampleRate) -> anyhow::Result<Vec<f32>> {
+    let mut reader = nonstop::audio::TrackReader::open(path, rate).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut pcm = Vec::new();
+    while reader.read(&mut pcm, 1 << 16).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? > 0 {}
+    Ok(pcm)
+}
+
+/// `nonstop mix A B --out FILE.wav [--json]`: renders the transition from
+/// 30 s before the mix-out to 30 s after the overlap (and B's tempo glide).
+pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
+    use nonstop::transition::{plan, render, Mode};
+    let rate = config.stream.rate();
+    let settings = config.mixer.transition();
+    let (a, b) = (decode_all(a_path, rate)?, decode_all(b_path, rate)?);
+    let (aa, ab) = (analysis::analyze_pcm(&a, rate)?, analysis::analyze_pcm(&b, rate)?);
+    let p = plan(&aa, &ab, &settings);
+    let post_s = if p.mode == Mode::Beatmatched { p.glide_out_s() + 30.0 } else { 30.0 };
+    let started = Instant::now();
+    let r = render(&a, &b, &p, &settings, rate, 30.0, post_s);
+    let render_s = started.elapsed().as_secs_f64();
+
+    // Alignment, measured: B's beats tracked in its stretched audio against
+    // A's beats, through the overlap.
+    let alignment = (p.mode == Mode::Beatmatched).then(|| {
+        let slice = &r.b_part[r.overlap_start * 2..r.overlap_end * 2];
+        let b_beats: Vec<f64> = analysis::analyze_pcm(slice, rate)
+            .map(|x| x.beats.iter().map(|t| t + r.overlap_start as f64 / rate.0 as f64).collect())
+            .unwrap_or_default();
+        let mut errors: Vec<f64> = p
+            .a_beats
+            .iter()
+            .map(|t| t - r.a_offset_s)
+            .filter(|t| b_beats.first().is_some_and(|f| t > f) && b_beats.last().is_some_and(|l| t < l))
+            .filter_map(|t| b_beats.iter().map(|b| (b - t).abs() * 1000.0).min_by(f64::total_cmp))
+            .collect();
+        errors.sort_by(f64::total_cmp);
+        let pick = |q: f64| errors.get(((errors.len().max(1) - 1) as f64 * q).round() as usize).copied();
+        serde_json::json!({ "median": pick(0.5), "p95": pick(0.95), "beats": errors.len() })
+    });
+
+    let spec = hound::WavSpec { channels: 2, sample_rate: rate.0, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(out, spec)?;
+    for v in &r.pcm {
+        w.write_sample((v.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16)?;
+    }
+    w.finalize()?;
+
+    let duration_s = r.pcm.len() as f64 / 2.0 / rate.0 as f64;
+    let report = serde_json::json!({
+        "mode": p.mode,
+        "reason": p.reason,
+        "tempo_a": p.tempo_a,
+        "tempo_b": p.tempo_b,
+        "stretch_ratio": p.stretch_ratio,
+        "overlap_bars": p.overlap_bars,
+        "a_out_s": p.a_out_s,
+        "b_in_s": p.b_in_s,
+        "alignment_ms": alignment,
+        "out": out.display().to_string(),
+        "duration_s": duration_s,
+        "render_x_real_time": duration_s / render_s.max(1e-9),
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} -> {}: {:?}{} ({:.1} -> {:.1} BPM, stretch {:.4}, {} bars), A out at {:.2} s, B in at {:.2} s; wrote {} ({:.1} s)",
+            a_path.display(),
+            b_path.display(),
+            p.mode,
+            p.reason.as_deref().map(|r| format!(" because {r}")).unwrap_or_default(),
+            p.tempo_a,
+            p.tempo_b,
+            p.stretch_ratio,
+            p.overlap_bars,
+            p.a_out_s,
+            p.b_in_s,
+            out.display(),
+            duration_s
+        );
+        if let Some(a) = alignment {
+            println!("beat alignment in the overlap: median {} ms, p95 {} ms", a["median"], a["p95"]);
+        }
+    }
+    Ok(())
+}
+
+/// `nonstop render --minutes N --out FILE.mp3`: the station's stream,
+/// unpaced, with the speed and where the time goes.
+pub fn render(config: &Config, minutes: f64, out: &Path) -> anyhow::Result<()> {
+    let r = nonstop::station::render_offline(config, minutes, out)?;
+    let pct = |x: f64| 100.0 * x / r.cpu_s.max(1e-9);
+    let before_encoder = r.decode_s + r.transition_s;
+    println!(
+        "rendered {:.0} s of audio to {} in {:.1} s wall, {:.1} s CPU: {:.1}x real time per CPU second ({:.1}x wall)",
+        r.audio_s,
+        out.display(),
+        r.wall_s,
+        r.cpu_s,
+        r.audio_s / r.cpu_s.max(1e-9),
+        r.audio_s / r.wall_s.max(1e-9)
+    );
+    println!(
+        "stages: decode+resample {:.1}% ({:.2} s), transitions (stretch, mix, limiter) {:.1}% ({:.2} s), encode {:.1}% ({:.2} s), other {:.1}%",
+        pct(r.decode_s),
+        r.decode_s,
+        pct(r.transition_s),
+        r.transition_s,
+        pct(r.encode_s),
+        r.encode_s,
+        (100.0 - pct(r.decode_s + r.transition_s + r.encode_s)).max(0.0)
+    );
+    println!(
+        "stages before the encoder alone: {:.0}x real time per CPU second; transitions: {} beatmatched, {} crossfade",
+        r.audio_s / before_encoder.max(1e-9),
+        r.transitions_beatmatched,
+        r.transitions_crossfade
+    );
+    Ok(())
+}

@@ -35,6 +35,29 @@ enum Command {
     },
     /// Analyse the library into the catalogue, with progress and a summary.
     Scan(ServeArgs),
+    /// Render the transition from A to B as the station would (WAV), with a report.
+    Mix {
+        a: PathBuf,
+        b: PathBuf,
+        /// Output WAV file.
+        #[arg(long, value_name = "FILE.wav")]
+        out: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file (for the [mixer] settings).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Render N minutes of the station unpaced to an MP3 file and print the speed.
+    Render {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        #[arg(long, value_name = "FILE.mp3")]
+        out: PathBuf,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
     /// Score beat tracking against annotations (<stem>.beats: one beat time per line).
     EvalBeats {
         /// Folder of <stem>.beats files.
@@ -94,6 +117,11 @@ fn main() -> anyhow::Result<()> {
         None => cli.serve,
         Some(Command::Analyze { json, paths }) => return exit_if_none_ok(commands::analyze(&paths, json)?),
         Some(Command::Scan(args)) => return commands::scan(&load_config(&args)?),
+        Some(Command::Mix { a, b, out, json, config }) => {
+            let args = ServeArgs { config, ..Default::default() };
+            return commands::mix(&load_config(&args)?, &a, &b, &out, json);
+        }
+        Some(Command::Render { minutes, out, args }) => return commands::render(&load_config(&args)?, minutes, &out),
         Some(Command::EvalBeats { annotations, paths }) => {
             return exit_if_none_ok(commands::eval_beats(&annotations, &paths)?)
         }

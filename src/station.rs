@@ -197,3 +197,78 @@ impl Drop for Station {
         self.stop_mixer.store(true, Ordering::Relaxed);
     }
 }
+
+/// What `render_offline` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RenderReport {
+    pub audio_s: f64,
+    pub wall_s: f64,
+    /// Process CPU time (all threads).
+    pub cpu_s: f64,
+    /// Seconds of CPU in each stage.
+    pub decode_s: f64,
+    pub transition_s: f64,
+    pub encode_s: f64,
+    pub transitions_beatmatched: u64,
+    pub transitions_crossfade: u64,
+}
+
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Renders `minutes` of the station's stream unpaced into `out` (MP3): the
+/// same catalogue, scheduler, mixer and encoder as the server, with the
+/// broadcaster and HTTP replaced by a file.
+pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> Result<RenderReport, StationError> {
+    use std::io::Write;
+    let rate = config.stream.rate();
+    let library = config.paths.library();
+    catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS, || {
+        tracing::info!("library {} holds no audio: synthesising the demo library", library.display())
+    })?;
+    let catalog = Arc::new(Catalog::open(&config.paths.catalog_db())?);
+    catalog.sync(&library)?;
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    catalog::analyse_pending(&catalog, workers, &AtomicBool::new(false), |_, _| {})?;
+    let scheduler = Arc::new(Mutex::new(Scheduler::new(Box::new(Shuffle::new(Some(1))), catalog.playable()?)));
+    let stats = Arc::new(Stats::new(rate, 0, 0));
+    let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(64);
+    let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel(256);
+    let lame = LameSettings { sample_rate: rate.0, bitrate_kbps: config.stream.bitrate_kbps, quality: config.stream.lame_quality };
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = MixerSettings { rate, transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
+    let (cpu0, wall0) = (process_cpu_seconds(), std::time::Instant::now());
+    let mixer = mixer::spawn(settings, scheduler, catalog, pcm_tx, stats.clone(), stop.clone())?;
+    let encoder = encoder::spawn(lame, pcm_rx, frames_tx, stats.clone())?;
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(out).map_err(|source| CatalogError::Io { path: out.to_owned(), source })?,
+    );
+    let want = (minutes * 60.0 * rate.0 as f64 / MP3_FRAME_SAMPLES as f64).ceil() as u64;
+    let mut frames = 0u64;
+    while frames < want {
+        let Some(frame) = frames_rx.blocking_recv() else { break };
+        file.write_all(&frame.data).map_err(|source| CatalogError::Io { path: out.to_owned(), source })?;
+        frames += 1;
+    }
+    file.flush().map_err(|source| CatalogError::Io { path: out.to_owned(), source })?;
+    stop.store(true, Ordering::Relaxed);
+    drop(frames_rx);
+    let _ = mixer.join();
+    let _ = encoder.join();
+    let ns = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
+    Ok(RenderReport {
+        audio_s: frames as f64 * MP3_FRAME_SAMPLES as f64 / rate.0 as f64,
+        wall_s: wall0.elapsed().as_secs_f64(),
+        cpu_s: process_cpu_seconds() - cpu0,
+        decode_s: ns(&stats.decode_ns),
+        transition_s: ns(&stats.mix_ns),
+        encode_s: ns(&stats.encode_ns),
+        transitions_beatmatched: stats.transitions_beatmatched.load(Ordering::Relaxed),
+        transitions_crossfade: stats.transitions_crossfade.load(Ordering::Relaxed),
+    })
+}

@@ -43,13 +43,16 @@ impl Resampler {
             self.input[1].push(f[1]);
         }
         self.frames_in += interleaved.len() as u64 / 2;
-        while self.input[0].len() >= CHUNK {
-            let chunk = [&self.input[0][..CHUNK], &self.input[1][..CHUNK]];
+        // Whole chunks by offset, then one drain: large pushes stay linear.
+        let mut used = 0;
+        while self.input[0].len() - used >= CHUNK {
+            let chunk = [&self.input[0][used..used + CHUNK], &self.input[1][used..used + CHUNK]];
             let res = self.inner.process(&chunk, None).map_err(|e| AudioError::Resample(e.to_string()))?;
             self.emit(&res, out);
-            self.input[0].drain(..CHUNK);
-            self.input[1].drain(..CHUNK);
+            used += CHUNK;
         }
+        self.input[0].drain(..used);
+        self.input[1].drain(..used);
         Ok(())
     }
 

@@ -36,6 +36,10 @@ const MAX_OPEN_ATTEMPTS: usize = 8;
 const HANDOVER_S: f64 = 0.05;
 /// Extra B decoded past the render, for the stretcher's look-ahead.
 const B_MARGIN_S: f64 = 1.0;
+/// The hand-over is planned this long before the track's cue-out (longer
+/// than any overlap), so the next pick is made as late as possible: it sees
+/// the latest catalogue and plugin.
+const PLAN_AHEAD_S: f64 = 120.0;
 
 /// What is audible on air from `started_at` on.
 #[derive(Debug)]
@@ -166,14 +170,17 @@ impl Worker {
                 }
                 continue;
             };
-            if p.next.is_none() {
+            let plan_from = seconds_to_frames(p.analysis.cue_out_s - PLAN_AHEAD_S, self.settings.rate);
+            if p.next.is_none() && p.at >= plan_from {
                 p.next = self.plan_next(&p);
             }
-            let mix_out = p
-                .next
-                .as_ref()
-                .map(|n| seconds_to_frames(n.plan.a_out_s, self.settings.rate))
-                .unwrap_or(usize::MAX);
+            let mix_out = match &p.next {
+                Some(n) => seconds_to_frames(n.plan.a_out_s, self.settings.rate),
+                // Not planned yet: play on until it is time to plan; if
+                // nothing could be planned, to the end.
+                None if p.at < plan_from => plan_from,
+                None => usize::MAX,
+            };
             if p.at < mix_out {
                 let block = self.settings.block.min(mix_out - p.at);
                 self.fill(&mut p, block);
@@ -302,7 +309,9 @@ impl Worker {
         let started = Instant::now();
         let r = transition::render(&p.buf, &b.buf, &plan, &s, rate, 0.0, post_s);
         self.stats.mix_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.record(&p, &next.track, &plan);
+        self.stats.tracks_started.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("next: {} ({:?})", next.track.display(), plan.mode);
+        self.record(&p, &next.track, &next.plan);
 
         // B is audible from the first frame of the render.
         let handover = seconds_to_frames(HANDOVER_S, rate).min(r.pcm.len() / 2);
