@@ -13,13 +13,6 @@ use nonstop::encoder::{encode_file, FileTags, LameSettings};
 use nonstop::synth::{analysis_test_set, demo_specs, render};
 use nonstop::units::SampleRate;
 
-fn thread_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,7 +28,7 @@ fn main() {
         files.push(path);
     }
 
-    let (cpu0, wall0) = (thread_cpu_seconds(), Instant::now());
+    let (cpu0, wall0) = (nonstop::cpu::thread_seconds(), Instant::now());
     let mut audio_s = 0.0;
     for f in &files {
         let mut d = Decoder::open(f).unwrap();
@@ -45,14 +38,14 @@ fn main() {
         }
         audio_s += frames as f64 / 44_100.0;
     }
-    let decode_cpu = (thread_cpu_seconds() - cpu0).max(0.01);
+    let decode_cpu = (nonstop::cpu::thread_seconds() - cpu0).max(0.01);
     let decode_wall = wall0.elapsed().as_secs_f64();
 
-    let (cpu0, wall0) = (thread_cpu_seconds(), Instant::now());
+    let (cpu0, wall0) = (nonstop::cpu::thread_seconds(), Instant::now());
     for f in &files {
         analyze_file(f).unwrap();
     }
-    let full_cpu = (thread_cpu_seconds() - cpu0).max(0.01);
+    let full_cpu = (nonstop::cpu::thread_seconds() - cpu0).max(0.01);
     let full_wall = wall0.elapsed().as_secs_f64();
 
     println!("{} MP3 files (192 kbps), {audio_s:.0} s of audio, one thread:", files.len());

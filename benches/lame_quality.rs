@@ -11,14 +11,6 @@ use nonstop::encoder::{Lame, LameSettings};
 use nonstop::synth::{demo_specs, render};
 use nonstop::units::SampleRate;
 
-fn thread_cpu_seconds() -> f64 {
-    // /proc/thread-self/stat fields 14 and 15: user and system ticks.
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 fn main() {
     let spec = &demo_specs(60.0)[4];
@@ -31,12 +23,12 @@ fn main() {
         let settings = LameSettings { sample_rate: 44_100, bitrate_kbps: 128, quality: q };
         let mut lame = Lame::new(settings, None).unwrap();
         let mut out = Vec::new();
-        let (cpu0, wall0) = (thread_cpu_seconds(), Instant::now());
+        let (cpu0, wall0) = (nonstop::cpu::thread_seconds(), Instant::now());
         for chunk in pcm.chunks(4608 * 2) {
             out.clear();
             lame.encode(chunk, &mut out).unwrap();
         }
-        let cpu = (thread_cpu_seconds() - cpu0).max(0.01);
+        let cpu = (nonstop::cpu::thread_seconds() - cpu0).max(0.01);
         let wall = wall0.elapsed().as_secs_f64();
         results.push((q, seconds / cpu, seconds / wall));
     }

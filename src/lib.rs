@@ -22,6 +22,7 @@ pub mod audio;
 pub mod broadcast;
 pub mod catalog;
 pub mod config;
+pub mod cpu;
 pub mod encoder;
 pub mod http;
 pub mod mixer;

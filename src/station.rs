@@ -213,13 +213,6 @@ pub struct RenderReport {
     pub transitions_crossfade: u64,
 }
 
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 /// Renders `minutes` of the station's stream unpaced into `out` (MP3): the
 /// same catalogue, scheduler, mixer and encoder as the server, with the
@@ -242,7 +235,7 @@ pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> R
     let lame = LameSettings { sample_rate: rate.0, bitrate_kbps: config.stream.bitrate_kbps, quality: config.stream.lame_quality };
     let stop = Arc::new(AtomicBool::new(false));
     let settings = MixerSettings { rate, transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
-    let (cpu0, wall0) = (process_cpu_seconds(), std::time::Instant::now());
+    let (cpu0, wall0) = (crate::cpu::process_seconds(), std::time::Instant::now());
     let mixer = mixer::spawn(settings, scheduler, catalog, pcm_tx, stats.clone(), stop.clone())?;
     let encoder = encoder::spawn(lame, pcm_rx, frames_tx, stats.clone())?;
     let mut file = std::io::BufWriter::new(
@@ -264,7 +257,7 @@ pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> R
     Ok(RenderReport {
         audio_s: frames as f64 * MP3_FRAME_SAMPLES as f64 / rate.0 as f64,
         wall_s: wall0.elapsed().as_secs_f64(),
-        cpu_s: process_cpu_seconds() - cpu0,
+        cpu_s: crate::cpu::process_seconds() - cpu0,
         decode_s: ns(&stats.decode_ns),
         transition_s: ns(&stats.mix_ns),
         encode_s: ns(&stats.encode_ns),

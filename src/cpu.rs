@@ -1,0 +1,35 @@
+//! CPU time of this process or thread, from `/proc` (Linux), for the speed
+//! figures of benchmarks and `nonstop render`: CPU seconds, not wall
+//! seconds, so a busy machine does not skew them.
+
+fn stat_seconds(path: &str) -> f64 {
+    // Fields 14 and 15 of stat (after the parenthesised name): user and
+    // system time in clock ticks (100 per second on Linux).
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used by the calling thread.
+pub fn thread_seconds() -> f64 {
+    stat_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds used by the whole process, all threads.
+pub fn process_seconds() -> f64 {
+    stat_seconds("/proc/self/stat")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_time_advances_with_work() {
+        let t0 = super::thread_seconds();
+        let mut x = 0u64;
+        while super::thread_seconds() - t0 < 0.05 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        assert!(super::process_seconds() >= super::thread_seconds() - 1e-9, "{x}");
+    }
+}
