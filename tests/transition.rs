@@ -243,3 +243,64 @@ fn beatless_pair_crossfades_without_silence() {
     println!("quietest 100 ms: {quietest:.1} dBFS");
     assert!(quietest > -50.0, "a gap: {quietest} dBFS");
 }
+
+/// The live stream uses beatmatched transitions: two tempo-close tracks,
+/// a station playing them, a listener reading through the hand-over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_beatmatches() {
+    use crate::util::*;
+    use std::time::Duration;
+    let t = start_station(
+        |lib| {
+            for f in std::fs::read_dir(lib).unwrap() {
+                std::fs::remove_file(f.unwrap().path()).unwrap();
+            }
+            for (i, bpm) in [120.0, 124.0].into_iter().enumerate() {
+                let mut s = spec(bpm, 9 - i as u8 * 2, 10 + i as u64);
+                s.seconds = 36.0;
+                s.title = format!("Beat {bpm}");
+                let pcm = synth(&s, SampleRate::CD);
+                let settings = nonstop::encoder::LameSettings { sample_rate: 44_100, bitrate_kbps: 192, quality: 7 };
+                let tags = nonstop::encoder::FileTags { title: &s.title, artist: "Test", album: "" };
+                std::fs::write(lib.join(format!("{}.mp3", s.title)), nonstop::encoder::encode_file(settings, tags, &pcm).unwrap()).unwrap();
+            }
+        },
+        |c| {
+            c.mixer.overlap_bars = 4;
+            c.mixer.glide_bars = 2;
+        },
+    )
+    .await;
+    let mut c = get(t.addr, "/stream.mp3", &[]).await;
+    let reading = tokio::spawn(async move { c.read_for(Duration::from_secs(40)).await });
+    let s = wait_status(t.addr, Duration::from_secs(45), |s| s["mixer"]["transitions_beatmatched"].as_u64() >= Some(1)).await;
+    let tr = &s["mixer"]["transition"];
+    println!("{tr}");
+    assert_eq!(s["mixer"]["transitions_beatmatched"], 1, "{s}");
+    assert_eq!(tr["mode"], "beatmatched");
+    assert_eq!(tr["overlap_bars"], 4);
+    assert!(tr["stretch_ratio"].as_f64().unwrap() != 1.0);
+    assert_eq!(s["broadcast"]["underruns"], 0);
+    let bytes = reading.await.unwrap();
+    let frames = frames(&bytes);
+    let whole: usize = frames.iter().map(|f| f.len()).sum();
+    let (pcm, bad) = decode(&bytes[..whole]);
+    assert_eq!(bad, 0);
+    // No gap in what the listener heard past A's sparse intro (its first
+    // bars are kick and hi-hat with true digital silence between them):
+    // every 100 ms window above -50 dBFS, through the hand-over.
+    let past_intro = &pcm[10 * 44_100..];
+    let quietest = past_intro
+        .chunks(4410)
+        .filter(|w| w.len() == 4410)
+        .map(|w| 10.0 * (w.iter().map(|v| v * v).sum::<f32>() / 4410.0).max(1e-12).log10())
+        .fold(f32::MAX, f32::min);
+    let silent: Vec<String> = past_intro
+        .chunks(4410)
+        .enumerate()
+        .filter(|(_, w)| w.len() == 4410 && w.iter().map(|v| v * v).sum::<f32>() / 4410.0 < 1e-5)
+        .map(|(i, _)| format!("{:.1}", 10.0 + i as f64 * 0.1))
+        .collect();
+    assert!(quietest > -50.0, "a gap: {quietest} dBFS at listener seconds {silent:?}");
+    t.station.shutdown().await;
+}

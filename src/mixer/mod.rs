@@ -36,10 +36,10 @@ const MAX_OPEN_ATTEMPTS: usize = 8;
 const HANDOVER_S: f64 = 0.05;
 /// Extra B decoded past the render, for the stretcher's look-ahead.
 const B_MARGIN_S: f64 = 1.0;
-/// The hand-over is planned this long before the track's cue-out (longer
-/// than any overlap), so the next pick is made as late as possible: it sees
-/// the latest catalogue and plugin.
-const PLAN_AHEAD_S: f64 = 120.0;
+/// The next pick is taken and the hand-over planned this long before the
+/// track's own mix-out (as planned into a copy of itself): as late as
+/// possible, so the pick sees the latest catalogue and ordering.
+const PLAN_AHEAD_S: f64 = 10.0;
 
 /// What is audible on air from `started_at` on.
 #[derive(Debug)]
@@ -108,6 +108,8 @@ struct Playing {
     at: usize,
     ended: bool,
     next: Option<Next>,
+    /// Where this track's mix-out will be, before the next track is known.
+    mix_out_estimate_s: f64,
 }
 
 impl Playing {
@@ -170,7 +172,7 @@ impl Worker {
                 }
                 continue;
             };
-            let plan_from = seconds_to_frames(p.analysis.cue_out_s - PLAN_AHEAD_S, self.settings.rate);
+            let plan_from = seconds_to_frames(p.mix_out_estimate_s - PLAN_AHEAD_S, self.settings.rate);
             if p.next.is_none() && p.at >= plan_from {
                 p.next = self.plan_next(&p);
             }
@@ -219,7 +221,8 @@ impl Worker {
     fn playing(&self, track: Arc<Track>, analysis: Analysis, reader: TrackReader, buf: Vec<f32>, at: usize) -> Playing {
         let gain = 10f32.powf(track_gain_db(&analysis, &self.settings.transition) as f32 / 20.0);
         let on_air = Arc::new(OnAir { track: Some(track.clone()), started_at: self.now });
-        Playing { reader, track, analysis, on_air, gain, buf, at, ended: false, next: None }
+        let mix_out_estimate_s = transition::plan(&analysis, &analysis, &self.settings.transition).a_out_s;
+        Playing { reader, track, analysis, on_air, gain, buf, at, ended: false, next: None, mix_out_estimate_s }
     }
 
     /// Decodes until `p` holds `frames` frames or its track ends.
