@@ -106,5 +106,22 @@ else
   fail "restart rescanned: $(grep library: "$work/err")"
 fi
 
+kill -TERM "$pid"; wait "$pid" || true; pid=""
+
+# Transitions, rendered unpaced through the same mixer and encoder: ffmpeg
+# must decode every frame of six minutes (several hand-overs) without error.
+if "$bin" render --minutes 6 --out "$work/render.mp3" --data "$work/data" >"$work/render.out" 2>"$work/render.err"; then
+  sed 's/^/     /' "$work/render.out"
+  ffmpeg -nostdin -v error -i "$work/render.mp3" -f null - 2>"$work/render.ff" || true
+  dur=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$work/render.mp3")
+  if [ ! -s "$work/render.ff" ] && python3 -c "import sys; sys.exit(0 if abs(float('$dur') - 360) < 2 else 1)"; then
+    pass "ffmpeg decoded a 6-minute render with transitions (${dur} s) with zero errors"
+  else
+    fail "render: duration $dur, ffmpeg: $(head -3 "$work/render.ff")"
+  fi
+else
+  fail "render: $(tail -3 "$work/render.err")"
+fi
+
 echo "$failures failed"
 [ "$failures" = 0 ]
