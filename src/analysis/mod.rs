@@ -75,8 +75,14 @@ pub fn analyze_file_with_tags(path: &Path) -> Result<FileAnalysis, AudioError> {
     let mut meter = Loudness::new(rate)?;
     let target = SampleRate(features::RATE);
     let mut resampler = if rate == target { None } else { Some(Resampler::new(rate, target)?) };
+    // Downmixed block by block: only the mono signal is kept whole.
+    let mut mono = Vec::new();
     let mut stereo = Vec::new();
     let mut frames = 0u64;
+    let downmix = |stereo: &mut Vec<f32>, mono: &mut Vec<f32>| {
+        mono.extend(stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])));
+        stereo.clear();
+    };
     while let Some(block) = decoder.next_block()? {
         frames += block.len() as u64 / 2;
         meter.add(&block)?;
@@ -84,14 +90,15 @@ pub fn analyze_file_with_tags(path: &Path) -> Result<FileAnalysis, AudioError> {
             Some(r) => r.push(&block, &mut stereo)?,
             None => stereo.extend_from_slice(&block),
         }
+        downmix(&mut stereo, &mut mono);
     }
     if let Some(r) = &mut resampler {
         r.finish(&mut stereo)?;
+        downmix(&mut stereo, &mut mono);
     }
     if frames == 0 {
         return Err(AudioError::Corrupt("no decodable audio".into()));
     }
-    let mono: Vec<f32> = stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
     let (lufs, peak) = meter.finish()?;
     let analysis = analyze_mono(&mono, frames as f64 / rate.0 as f64, lufs, peak);
     Ok(FileAnalysis { tags: decoder.tags().clone(), analysis })

@@ -38,19 +38,21 @@ impl Biquad {
     }
 }
 
-/// Splits interleaved stereo into (low, high) at `hz`: the low band is a
-/// 4th-order Linkwitz–Riley low-pass (two Butterworth stages), the high band
-/// is the remainder, so low + high is exactly the input.
-pub fn split_bands(stereo: &[f32], rate: u32, hz: f32) -> (Vec<f32>, Vec<f32>) {
+/// Splits interleaved stereo at `hz`: returns the low band, a 4th-order
+/// Linkwitz–Riley low-pass (two Butterworth stages), and leaves the high
+/// band, the remainder, in `stereo`, so low + high is exactly the input.
+/// In place: a transition's buffers are large.
+pub fn split_bands(stereo: &mut [f32], rate: u32, hz: f32) -> Vec<f32> {
     let mut filters = [[Biquad::lowpass(rate as f32, hz); 2]; 2];
     let mut low = Vec::with_capacity(stereo.len());
-    for (i, x) in stereo.iter().enumerate() {
+    for (i, x) in stereo.iter_mut().enumerate() {
         let ch = &mut filters[i % 2];
         let first = ch[0].run(*x);
-        low.push(ch[1].run(first));
+        let l = ch[1].run(first);
+        low.push(l);
+        *x -= l;
     }
-    let high = stereo.iter().zip(&low).map(|(x, l)| x - l).collect();
-    (low, high)
+    low
 }
 
 /// Linear gain that brings `lufs` to `target`, at most `max_db` up or down.
@@ -156,7 +158,8 @@ mod tests {
     #[test]
     fn bands_sum_to_the_input() {
         let x: Vec<f32> = (0..4410).map(|i| ((i as f32) * 0.37).sin() * 0.5 + ((i as f32) * 0.01).sin() * 0.5).collect();
-        let (l, h) = split_bands(&x, 44_100, 200.0);
+        let mut h = x.clone();
+        let l = split_bands(&mut h, 44_100, 200.0);
         for i in 0..x.len() {
             assert!((l[i] + h[i] - x[i]).abs() < 1e-6);
         }
@@ -171,9 +174,9 @@ mod tests {
             }).collect()
         };
         let rms = |v: &[f32]| (v[20_000..].iter().map(|x| x * x).sum::<f32>() / (v.len() - 20_000) as f32).sqrt();
-        let (l, _) = split_bands(&tone(50.0), 44_100, 200.0);
+        let l = split_bands(&mut tone(50.0), 44_100, 200.0);
         assert!(rms(&l) > 0.65, "{}", rms(&l));
-        let (l, _) = split_bands(&tone(2000.0), 44_100, 200.0);
+        let l = split_bands(&mut tone(2000.0), 44_100, 200.0);
         assert!(rms(&l) < 0.01, "{}", rms(&l));
     }
 

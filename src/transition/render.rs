@@ -231,16 +231,17 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
             let swap_beat = (plan.overlap_bars as usize / 2) * meter.max(1);
             let swap = frame(plan.a_beats[swap_beat.min(plan.a_beats.len() - 1)], rate) - a0;
             let beat = frame(plan.a_beats[1], rate) - frame(plan.a_beats[0], rate);
-            let (a_low, a_high) = split_bands(&a_part, rate.0, BASS_HZ);
-            let (b_low, b_high) = split_bands(&b_part, rate.0, BASS_HZ);
+            // The parts become their high bands; the low bands come apart.
+            let a_low = split_bands(&mut a_part, rate.0, BASS_HZ);
+            let b_low = split_bands(&mut b_part, rate.0, BASS_HZ);
             for i in 0..total {
                 let x = fade(i);
                 let bass_in = ((i as f32 - swap as f32) / beat as f32).clamp(0.0, 1.0);
                 let (ga_hi, gb_hi) = (x.cos(), x.sin());
                 for c in 0..2 {
                     let j = i * 2 + c;
-                    let a = a_high[j] * ga_hi + a_low[j] * (1.0 - bass_in);
-                    let b = b_high[j] * gb_hi + b_low[j] * bass_in;
+                    let a = a_part[j] * ga_hi + a_low[j] * (1.0 - bass_in);
+                    let b = b_part[j] * gb_hi + b_low[j] * bass_in;
                     a_part[j] = a * a_gain;
                     b_part[j] = b * b_gain;
                 }
