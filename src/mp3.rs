@@ -78,10 +78,6 @@ impl FrameHeader {
         };
         n as usize
     }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 /// Splits a byte stream into whole MPEG frames. Bytes before the first valid

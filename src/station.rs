@@ -45,6 +45,20 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
+/// The encoder's settings from the configuration (server and render alike).
+fn lame_settings(config: &Config) -> LameSettings {
+    LameSettings {
+        sample_rate: config.stream.sample_rate,
+        bitrate_kbps: config.stream.bitrate_kbps,
+        quality: config.stream.lame_quality,
+    }
+}
+
+/// The mixer's settings from the configuration (server and render alike).
+fn mixer_settings(config: &Config) -> MixerSettings {
+    MixerSettings { rate: config.stream.rate(), transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES }
+}
+
 /// A running station.
 pub struct Station {
     addr: SocketAddr,
@@ -115,14 +129,10 @@ impl Station {
         // polls it without blocking the runtime.
         let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(frame_slots);
 
-        let lame = LameSettings {
-            sample_rate: rate.0,
-            bitrate_kbps: config.stream.bitrate_kbps,
-            quality: config.stream.lame_quality,
-        };
+        let lame = lame_settings(&config);
         let silence = encoder::silence_frames(lame)?;
         let stop_mixer = Arc::new(AtomicBool::new(false));
-        let mixer_settings = MixerSettings { rate, transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
+        let mixer_settings = mixer_settings(&config);
         let mixer = mixer::spawn(
             mixer_settings,
             scheduler.clone(),
@@ -232,9 +242,9 @@ pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> R
     let stats = Arc::new(Stats::new(rate, 0, 0));
     let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(64);
     let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel(256);
-    let lame = LameSettings { sample_rate: rate.0, bitrate_kbps: config.stream.bitrate_kbps, quality: config.stream.lame_quality };
+    let lame = lame_settings(config);
     let stop = Arc::new(AtomicBool::new(false));
-    let settings = MixerSettings { rate, transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
+    let settings = mixer_settings(config);
     let (cpu0, wall0) = (crate::cpu::process_seconds(), std::time::Instant::now());
     let mixer = mixer::spawn(settings, scheduler, catalog, pcm_tx, stats.clone(), stop.clone())?;
     let encoder = encoder::spawn(lame, pcm_rx, frames_tx, stats.clone())?;

@@ -2,7 +2,7 @@
 //! Plain atomics: every stage writes its own fields, readers only need a
 //! recent value, so `Relaxed` suffices everywhere.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -25,7 +25,6 @@ pub struct Stats {
     pub underruns: AtomicU64,
     /// How late the last frame went out relative to its deadline, microseconds.
     pub drift_us: AtomicI64,
-    pub listeners: AtomicUsize,
     pub listeners_total: AtomicU64,
     /// Listeners disconnected for falling too far behind.
     pub listeners_dropped: AtomicU64,
@@ -59,7 +58,6 @@ impl Stats {
             frames_sent: AtomicU64::new(0),
             underruns: AtomicU64::new(0),
             drift_us: AtomicI64::new(0),
-            listeners: AtomicUsize::new(0),
             listeners_total: AtomicU64::new(0),
             listeners_dropped: AtomicU64::new(0),
             listeners_refused: AtomicU64::new(0),

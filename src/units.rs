@@ -15,10 +15,6 @@ pub struct SampleRate(pub u32);
 impl SampleRate {
     pub const CD: SampleRate = SampleRate(44_100);
 
-    pub fn hz(self) -> u32 {
-        self.0
-    }
-
     /// Number of sample frames in `seconds`, rounded to the nearest frame.
     pub fn frames_in(self, seconds: f64) -> u64 {
         (seconds * self.0 as f64).round().max(0.0) as u64

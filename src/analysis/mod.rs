@@ -71,55 +71,68 @@ pub fn analyze_file(path: &Path) -> Result<Analysis, AudioError> {
 /// Decodes `path` once for its tags and its analysis.
 pub fn analyze_file_with_tags(path: &Path) -> Result<FileAnalysis, AudioError> {
     let mut decoder = Decoder::open(path)?;
-    let rate = decoder.sample_rate();
-    let mut meter = Loudness::new(rate)?;
-    let target = SampleRate(features::RATE);
-    let mut resampler = if rate == target { None } else { Some(Resampler::new(rate, target)?) };
-    // Downmixed block by block: only the mono signal is kept whole.
-    let mut mono = Vec::new();
-    let mut stereo = Vec::new();
-    let mut frames = 0u64;
-    let downmix = |stereo: &mut Vec<f32>, mono: &mut Vec<f32>| {
-        mono.extend(stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])));
-        stereo.clear();
-    };
+    let mut input = Input::new(decoder.sample_rate())?;
     while let Some(block) = decoder.next_block()? {
-        frames += block.len() as u64 / 2;
-        meter.add(&block)?;
-        match &mut resampler {
-            Some(r) => r.push(&block, &mut stereo)?,
-            None => stereo.extend_from_slice(&block),
-        }
-        downmix(&mut stereo, &mut mono);
+        input.push(&block)?;
     }
-    if let Some(r) = &mut resampler {
-        r.finish(&mut stereo)?;
-        downmix(&mut stereo, &mut mono);
-    }
-    if frames == 0 {
+    if input.frames == 0 {
         return Err(AudioError::Corrupt("no decodable audio".into()));
     }
-    let (lufs, peak) = meter.finish()?;
-    let analysis = analyze_mono(&mono, frames as f64 / rate.0 as f64, lufs, peak);
-    Ok(FileAnalysis { tags: decoder.tags().clone(), analysis })
+    Ok(FileAnalysis { tags: decoder.tags().clone(), analysis: input.analyze()? })
 }
 
-/// Analyses interleaved stereo at `rate` (for tests and the mixer).
+/// Analyses interleaved stereo at `rate` (for tests and `nonstop mix`).
 pub fn analyze_pcm(stereo: &[f32], rate: SampleRate) -> Result<Analysis, AudioError> {
-    let mut meter = Loudness::new(rate)?;
-    meter.add(stereo)?;
-    let (lufs, peak) = meter.finish()?;
-    let mut mono22 = Vec::new();
-    let target = SampleRate(features::RATE);
-    if rate == target {
-        mono22.extend_from_slice(stereo);
-    } else {
-        let mut r = Resampler::new(rate, target)?;
-        r.push(stereo, &mut mono22)?;
-        r.finish(&mut mono22)?;
+    let mut input = Input::new(rate)?;
+    input.push(stereo)?;
+    input.analyze()
+}
+
+/// Stereo blocks in: loudness measured on the original, and a mono copy at
+/// the analysis rate, downmixed block by block so only the mono signal is
+/// ever kept whole.
+struct Input {
+    rate: SampleRate,
+    meter: Loudness,
+    resampler: Option<Resampler>,
+    /// Resampled stereo not yet downmixed.
+    stereo: Vec<f32>,
+    mono: Vec<f32>,
+    /// Stereo frames pushed, at the original rate.
+    frames: u64,
+}
+
+impl Input {
+    fn new(rate: SampleRate) -> Result<Input, AudioError> {
+        let target = SampleRate(features::RATE);
+        let resampler = if rate == target { None } else { Some(Resampler::new(rate, target)?) };
+        Ok(Input { rate, meter: Loudness::new(rate)?, resampler, stereo: Vec::new(), mono: Vec::new(), frames: 0 })
     }
-    let mono: Vec<f32> = mono22.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
-    Ok(analyze_mono(&mono, stereo.len() as f64 / 2.0 / rate.0 as f64, lufs, peak))
+
+    fn push(&mut self, block: &[f32]) -> Result<(), AudioError> {
+        self.frames += block.len() as u64 / 2;
+        self.meter.add(block)?;
+        match &mut self.resampler {
+            Some(r) => r.push(block, &mut self.stereo)?,
+            None => self.stereo.extend_from_slice(block),
+        }
+        self.downmix();
+        Ok(())
+    }
+
+    fn downmix(&mut self) {
+        self.mono.extend(self.stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])));
+        self.stereo.clear();
+    }
+
+    fn analyze(mut self) -> Result<Analysis, AudioError> {
+        if let Some(r) = &mut self.resampler {
+            r.finish(&mut self.stereo)?;
+            self.downmix();
+        }
+        let (lufs, peak) = self.meter.finish()?;
+        Ok(analyze_mono(&self.mono, self.frames as f64 / self.rate.0 as f64, lufs, peak))
+    }
 }
 
 /// EBU R128 integrated loudness and true peak (the `ebur128` crate).

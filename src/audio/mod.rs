@@ -71,8 +71,4 @@ impl TrackReader {
         self.pos += n * 2;
         Ok(n)
     }
-
-    pub fn tags(&self) -> &Tags {
-        self.decoder.tags()
-    }
 }

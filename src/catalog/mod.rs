@@ -174,12 +174,6 @@ impl Catalog {
         Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
     }
 
-    pub fn track(&self, id: i64) -> Result<Option<Track>, CatalogError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(&format!("SELECT {TRACK_COLUMNS} FROM tracks WHERE id = ?1"), [id], track_from_row)
-            .optional()?)
-    }
 }
 
 const TRACK_COLUMNS: &str =

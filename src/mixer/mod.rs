@@ -160,7 +160,7 @@ impl Worker {
                 return Err(Stopped);
             }
             let Some(mut p) = current.take() else {
-                current = self.open_next(None).map(|(track, analysis, reader)| {
+                current = self.open_next().map(|(track, analysis, reader)| {
                     // A track that starts cold starts at its cue-in.
                     let cue = seconds_to_frames(analysis.cue_in_s, self.settings.rate);
                     let mut p = self.playing(track, analysis, reader, Vec::new(), 0);
@@ -273,7 +273,7 @@ impl Worker {
             let mut plan = transition::plan(&p.analysis, &analysis, s);
             let now_s = p.at as f64 / self.settings.rate.0 as f64;
             if plan.a_out_s < now_s {
-                plan = plan.crossfade_now(now_s, &p.analysis, &analysis, s, "mix-out point already passed");
+                plan = Plan::crossfade_now(now_s, &p.analysis, &analysis, s, "mix-out point already passed");
             }
             return Some(Next { track, analysis, plan });
         }
@@ -354,15 +354,11 @@ impl Worker {
         *self.stats.transition.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
     }
 
-    /// Opens the scheduler's next pick (or `first`), skipping files that
-    /// fail to open or have no analysis.
-    fn open_next(&mut self, first: Option<Arc<Track>>) -> Option<(Arc<Track>, Analysis, TrackReader)> {
-        let mut first = first;
+    /// Opens the scheduler's next pick, skipping files that fail to open or
+    /// have no analysis.
+    fn open_next(&mut self) -> Option<(Arc<Track>, Analysis, TrackReader)> {
         for _ in 0..MAX_OPEN_ATTEMPTS {
-            let track = match first.take() {
-                Some(t) => t,
-                None => self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).next()?,
-            };
+            let track = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).next()?;
             let analysis = match self.catalog.analysis(track.id) {
                 Ok(Some(a)) => a,
                 _ => {

@@ -140,10 +140,6 @@ impl Scheduler {
         self.orderer.name()
     }
 
-    pub fn playable(&self) -> usize {
-        self.tracks.len()
-    }
-
     fn refill(&mut self) {
         while !self.tracks.is_empty() && self.upcoming.len() < UPCOMING {
             let previous = self.upcoming.back().or(self.last_taken.as_ref()).cloned();

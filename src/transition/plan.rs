@@ -122,23 +122,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     let crossfade = |reason: String| {
         // Trim silence: A ends at its cue-out, B starts at its cue-in.
         let len = s.crossfade_s.min(a.cue_out_s.max(0.0) * 0.5).min((b.duration_s - b.cue_in_s).max(0.0) * 0.5);
-        Plan {
-            mode: Mode::Crossfade,
-            reason: Some(reason),
-            tempo_a: a.bpm,
-            tempo_b: b.bpm,
-            stretch_ratio: 1.0,
-            b_tempo_multiple: 1.0,
-            overlap_bars: 0,
-            a_out_s: (a.cue_out_s - len).max(0.0),
-            a_end_s: a.cue_out_s,
-            b_in_s: b.cue_in_s,
-            a_beats: Vec::new(),
-            b_beats: Vec::new(),
-            b_glide_beats: Vec::new(),
-            a_gain_db: track_gain_db(a, s),
-            b_gain_db: track_gain_db(b, s),
-        }
+        Plan::crossfade(a, b, s, (a.cue_out_s - len).max(0.0), a.cue_out_s, reason)
     };
     if a.beat_confidence < s.min_beat_confidence || b.beat_confidence < s.min_beat_confidence {
         return crossfade(format!(
@@ -229,24 +213,32 @@ impl Plan {
         p
     }
 
-    /// A crossfade starting at A's time `at`, for when the planned mix-out
-    /// has already passed.
-    pub fn crossfade_now(&self, at: f64, a: &Analysis, b: &Analysis, s: &TransitionSettings, reason: &str) -> Plan {
-        let len = s.crossfade_s.min((a.duration_s - at).max(0.0));
+    /// A silence-trimming crossfade over A's [a_out_s, a_end_s], B from its cue-in.
+    pub fn crossfade(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_out_s: f64, a_end_s: f64, reason: String) -> Plan {
         Plan {
             mode: Mode::Crossfade,
-            reason: Some(reason.to_string()),
+            reason: Some(reason),
+            tempo_a: a.bpm,
+            tempo_b: b.bpm,
             stretch_ratio: 1.0,
             b_tempo_multiple: 1.0,
             overlap_bars: 0,
-            a_out_s: at,
-            a_end_s: at + len,
+            a_out_s,
+            a_end_s,
             b_in_s: b.cue_in_s,
             a_beats: Vec::new(),
             b_beats: Vec::new(),
             b_glide_beats: Vec::new(),
-            ..self.clone()
+            a_gain_db: track_gain_db(a, s),
+            b_gain_db: track_gain_db(b, s),
         }
+    }
+
+    /// A crossfade starting at A's time `at`, for when the planned mix-out
+    /// has already passed.
+    pub fn crossfade_now(at: f64, a: &Analysis, b: &Analysis, s: &TransitionSettings, reason: &str) -> Plan {
+        let len = s.crossfade_s.min((a.duration_s - at).max(0.0));
+        Plan::crossfade(a, b, s, at, at + len, reason.to_string())
     }
 
     /// Output seconds of the tempo glide after the overlap.
