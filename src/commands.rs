@@ -134,6 +134,60 @@ pub fn scan(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nonstop plugin check PATH`: compiles the plugin and runs `picks` picks
+/// against the catalogue with the host rules, printing each. Returns false
+/// (exit status 1) when the plugin fails.
+pub fn plugin_check(config: &Config, path: &Path, picks: usize) -> anyhow::Result<bool> {
+    use nonstop::ordering::{dry_run, plugin::Plugin, tour::Library};
+    let catalog = Catalog::open(&config.paths.catalog_db())?;
+    let playable = catalog.playable()?;
+    anyhow::ensure!(
+        !playable.is_empty(),
+        "the catalogue {} has no analysed tracks: run `nonstop scan` (or the station) first",
+        config.paths.catalog_db().display()
+    );
+    let o = &config.ordering;
+    let library = std::sync::Arc::new(Library::build(&playable, o.weights));
+    let checked = Plugin::load(path, o.limits, o.seed.unwrap_or(1))
+        .and_then(|p| dry_run(&p, &library, &o.rules(), &[], picks).map(|t| (p, t)));
+    let (plugin, tracks) = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return Ok(false);
+        }
+    };
+    println!(
+        "{} (version {}): {} picks over {} playable tracks",
+        path.display(),
+        plugin.version,
+        tracks.len(),
+        library.len()
+    );
+    let mut total = 0.0;
+    for (i, t) in tracks.iter().enumerate() {
+        let step = i.checked_sub(1).and_then(|j| library.distance(tracks[j].id, t.id));
+        total += step.unwrap_or(0.0);
+        println!(
+            "{:>3}. {:<48} {:>6.1} BPM {:>4} energy {:.2}{}",
+            i + 1,
+            t.display(),
+            t.bpm,
+            t.camelot,
+            t.energy,
+            step.map(|d| format!("  distance {d:.2}")).unwrap_or_default()
+        );
+    }
+    if tracks.len() > 1 {
+        println!(
+            "mean distance between picks {:.2} (the tour's mean step: {:.2})",
+            total / (tracks.len() - 1) as f64,
+            library.tour_length() / library.len() as f64
+        );
+    }
+    Ok(true)
+}
+
 /// `nonstop eval-beats --annotations DIR PATH...`: F-measure per file and
 /// the mean. Returns whether any file was scored.
 pub fn eval_beats(annotations: &Path, paths: &[PathBuf]) -> anyhow::Result<bool> {

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::ordering::distance::Weights;
+use crate::ordering::plugin::Limits;
+use crate::ordering::rules::Rules;
 use crate::units::SampleRate;
 
 /// Bitrates LAME can produce as MPEG-1 Layer III CBR.
@@ -32,6 +35,7 @@ pub struct Config {
     pub stream: StreamConfig,
     pub queues: QueuesConfig,
     pub mixer: MixerConfig,
+    pub ordering: OrderingConfig,
     /// Where this configuration came from, for error messages. Not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -130,6 +134,57 @@ pub struct QueuesConfig {
 impl Default for QueuesConfig {
     fn default() -> Self {
         QueuesConfig { pcm_s: 10.0, frames_s: 5.0 }
+    }
+}
+
+/// `[ordering]`: the active plugin, the host rules and the distance weights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderingConfig {
+    /// Active plugin: `<plugins_dir>/<plugin>.rhai`. Default: `tour`.
+    pub plugin: String,
+    /// Folder of plugin scripts, watched for changes. Default: `plugins`.
+    pub plugins_dir: PathBuf,
+    /// Seed of the plugins' `random()`; unset: different every start.
+    pub seed: Option<u64>,
+    /// A track does not play again within this many tracks. Default: `10`.
+    pub no_repeat_tracks: usize,
+    /// ... nor within this many minutes. Default: `60`.
+    pub no_repeat_minutes: f64,
+    /// No artist within this many tracks of itself. Default: `2`.
+    pub artist_separation: usize,
+    pub weights: Weights,
+    pub limits: Limits,
+}
+
+impl Default for OrderingConfig {
+    fn default() -> Self {
+        let rules = Rules::default();
+        OrderingConfig {
+            plugin: "tour".into(),
+            plugins_dir: "plugins".into(),
+            seed: None,
+            no_repeat_tracks: rules.no_repeat_tracks,
+            no_repeat_minutes: rules.no_repeat_minutes,
+            artist_separation: rules.artist_separation,
+            weights: Weights::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl OrderingConfig {
+    pub fn rules(&self) -> Rules {
+        Rules {
+            no_repeat_tracks: self.no_repeat_tracks,
+            no_repeat_minutes: self.no_repeat_minutes,
+            artist_separation: self.artist_separation,
+        }
+    }
+
+    /// The active plugin's file.
+    pub fn plugin_path(&self) -> PathBuf {
+        self.plugins_dir.join(format!("{}.rhai", self.plugin))
     }
 }
 
@@ -294,6 +349,53 @@ impl Config {
         check((-40.0..=0.0).contains(&m.target_lufs), "mixer.target_lufs", m.target_lufs.to_string(), "must be -40..=0")?;
         check((0.0..=24.0).contains(&m.max_gain_db), "mixer.max_gain_db", m.max_gain_db.to_string(), "must be 0..=24")?;
         check((-12.0..=0.0).contains(&m.ceiling_dbtp), "mixer.ceiling_dbtp", m.ceiling_dbtp.to_string(), "must be -12..=0")?;
+        let o = &self.ordering;
+        check(
+            !o.plugin.is_empty() && o.plugin.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "ordering.plugin",
+            format!("{:?}", o.plugin),
+            "must be a plugin name (letters, digits, _ and -), the file name without .rhai",
+        )?;
+        check(
+            o.no_repeat_minutes.is_finite() && (0.0..=10_080.0).contains(&o.no_repeat_minutes),
+            "ordering.no_repeat_minutes",
+            o.no_repeat_minutes.to_string(),
+            "must be between 0 and 10080 (a week)",
+        )?;
+        if let Some((key, w)) = o.weights.invalid() {
+            return Err(ConfigError::Invalid {
+                path: self.source.clone(),
+                key,
+                value: w.to_string(),
+                reason: "must be a finite number >= 0".into(),
+            });
+        }
+        let l = &o.limits;
+        check(
+            (1..=60_000).contains(&l.timeout_ms),
+            "ordering.limits.timeout_ms",
+            l.timeout_ms.to_string(),
+            "must be 1..=60000",
+        )?;
+        check(
+            (1..=1_000_000_000).contains(&l.max_operations),
+            "ordering.limits.max_operations",
+            l.max_operations.to_string(),
+            "must be 1..=1000000000",
+        )?;
+        check((4..=256).contains(&l.max_call_depth), "ordering.limits.max_call_depth", l.max_call_depth.to_string(), "must be 4..=256")?;
+        check(
+            l.max_string_size >= 1024,
+            "ordering.limits.max_string_size",
+            l.max_string_size.to_string(),
+            "must be at least 1024",
+        )?;
+        check(
+            l.max_array_size >= 1024,
+            "ordering.limits.max_array_size",
+            l.max_array_size.to_string(),
+            "must be at least 1024 (the candidates array must fit)",
+        )?;
         check(
             !self.server.station_name.trim().is_empty(),
             "server.station_name",

@@ -58,6 +58,11 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// Work with track-ordering plugins.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Score beat tracking against annotations (<stem>.beats: one beat time per line).
     EvalBeats {
         /// Folder of <stem>.beats files.
@@ -65,6 +70,21 @@ enum Command {
         annotations: PathBuf,
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginAction {
+    /// Compile a plugin and dry-run it against the catalogue: prints the
+    /// first picks, or the error and its line (exit status 1).
+    Check {
+        #[arg(value_name = "PLUGIN.rhai")]
+        path: PathBuf,
+        /// How many picks to make.
+        #[arg(long, default_value_t = nonstop::ordering::DRY_RUN_PICKS)]
+        picks: usize,
+        #[command(flatten)]
+        args: ServeArgs,
     },
 }
 
@@ -122,6 +142,9 @@ fn main() -> anyhow::Result<()> {
             return commands::mix(&load_config(&args)?, &a, &b, &out, json);
         }
         Some(Command::Render { minutes, out, args }) => return commands::render(&load_config(&args)?, minutes, &out),
+        Some(Command::Plugin { action: PluginAction::Check { path, picks, args } }) => {
+            return exit_if_none_ok(commands::plugin_check(&load_config(&args)?, &path, picks)?)
+        }
         Some(Command::EvalBeats { annotations, paths }) => {
             return exit_if_none_ok(commands::eval_beats(&annotations, &paths)?)
         }

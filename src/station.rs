@@ -19,7 +19,10 @@ use crate::config::Config;
 use crate::encoder::{self, LameError, LameSettings};
 use crate::http::{self, HttpState, StatusSource};
 use crate::mixer::{self, MixerSettings};
-use crate::ordering::{Scheduler, Shuffle};
+use crate::catalog::Track;
+use crate::ordering::plugin::Plugin;
+use crate::ordering::tour::Library;
+use crate::ordering::{self, PluginWatcher, ReloadSettings, Scheduler};
 use crate::stats::Stats;
 use crate::units::MP3_FRAME_SAMPLES;
 
@@ -59,6 +62,32 @@ fn mixer_settings(config: &Config) -> MixerSettings {
     MixerSettings { rate: config.stream.rate(), transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES }
 }
 
+/// The scheduler from the configuration: the library (graph and tour) over
+/// `playable`, the configured plugin (shipped plugins written first if the
+/// plugins folder is missing) and the host rules. Builds the tour: call off
+/// the async runtime.
+pub fn scheduler(config: &Config, playable: &[Arc<Track>], seed: u64) -> Scheduler {
+    let o = &config.ordering;
+    if let Err(e) = ordering::ensure_plugins(&o.plugins_dir) {
+        tracing::warn!("cannot create {}: {e}", o.plugins_dir.display());
+    }
+    let library = Arc::new(Library::build(playable, o.weights));
+    let plugin = Plugin::load(&o.plugin_path(), o.limits, seed);
+    Scheduler::new(library, o.rules(), &o.plugin, plugin)
+}
+
+/// Brings the scheduler's library to `tracks`: the graph and tour are
+/// updated on a copy, outside the lock, and swapped in.
+fn update_library(scheduler: &Mutex<Scheduler>, tracks: &[Arc<Track>]) {
+    let current = scheduler.lock().unwrap_or_else(|p| p.into_inner()).library();
+    if current.tracks() == tracks {
+        return;
+    }
+    let mut next = (*current).clone();
+    next.update(tracks);
+    scheduler.lock().unwrap_or_else(|p| p.into_inner()).set_library(Arc::new(next));
+}
+
 /// A running station.
 pub struct Station {
     addr: SocketAddr,
@@ -68,6 +97,7 @@ pub struct Station {
     encoder: Option<JoinHandle<Result<(), LameError>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     indexer: Option<catalog::Indexer>,
+    _plugins: Option<PluginWatcher>,
     pub scan: ScanReport,
     pub status: StatusSource,
 }
@@ -106,16 +136,27 @@ impl Station {
         if playable.is_empty() {
             tracing::info!("no analysed tracks yet: the stream starts with the first one");
         }
-        let scheduler = Arc::new(Mutex::new(Scheduler::new(Box::new(Shuffle::new(None)), playable)));
+        let seed = config.ordering.seed.unwrap_or_else(rand::random);
+        let cfg = config.clone();
+        let scheduler = tokio::task::spawn_blocking(move || scheduler(&cfg, &playable, seed))
+            .await
+            .expect("building the tour panicked");
+        let scheduler = Arc::new(Mutex::new(scheduler));
         // Analysis runs in the background; each analysed file joins the schedule.
         let (c, sched) = (catalog.clone(), scheduler.clone());
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let indexer = catalog::Indexer::spawn(catalog.clone(), config.paths.library(), workers, move || {
             match c.playable() {
-                Ok(tracks) => sched.lock().unwrap_or_else(|p| p.into_inner()).set_tracks(tracks),
+                Ok(tracks) => update_library(&sched, &tracks),
                 Err(e) => tracing::warn!("{e}"),
             }
         })?;
+        let reload = ReloadSettings { file: config.ordering.plugin_path(), limits: config.ordering.limits, seed };
+        let plugins = PluginWatcher::spawn(reload, scheduler.clone())
+            .inspect_err(|e| {
+                tracing::warn!("cannot watch {}: {e}; plugin changes need a restart", config.ordering.plugins_dir.display())
+            })
+            .ok();
 
         let pcm_capacity_frames = rate.frames_in(config.queues.pcm_s);
         let pcm_blocks = (pcm_capacity_frames as usize / PCM_BLOCK_FRAMES).max(1);
@@ -157,6 +198,7 @@ impl Station {
             encoder: Some(encoder),
             tasks: vec![broadcaster, server],
             indexer: Some(indexer),
+            _plugins: plugins,
             scan,
             status,
         })
@@ -238,7 +280,8 @@ pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> R
     catalog.sync(&library)?;
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     catalog::analyse_pending(&catalog, workers, &AtomicBool::new(false), |_, _| {})?;
-    let scheduler = Arc::new(Mutex::new(Scheduler::new(Box::new(Shuffle::new(Some(1))), catalog.playable()?)));
+    let seed = config.ordering.seed.unwrap_or(1);
+    let scheduler = Arc::new(Mutex::new(scheduler(config, &catalog.playable()?, seed)));
     let stats = Arc::new(Stats::new(rate, 0, 0));
     let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(64);
     let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel(256);

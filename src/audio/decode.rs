@@ -32,12 +32,13 @@ pub enum AudioError {
     Resample(String),
 }
 
-/// Title, artist and album as found in the file's tags.
+/// Title, artist, album and genre as found in the file's tags.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tags {
     pub title: Option<String>,
     pub artist: Option<String>,
     pub album: Option<String>,
+    pub genre: Option<String>,
 }
 
 impl Tags {
@@ -48,6 +49,7 @@ impl Tags {
                 Some(StandardTagKey::Artist) => &mut self.artist,
                 Some(StandardTagKey::AlbumArtist) if self.artist.is_none() => &mut self.artist,
                 Some(StandardTagKey::Album) => &mut self.album,
+                Some(StandardTagKey::Genre) => &mut self.genre,
                 _ => continue,
             };
             let value = tag.value.to_string().trim().to_string();

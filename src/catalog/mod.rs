@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped when the schema changes; older databases are migrated by dropping
 /// and rescanning (the catalogue is a cache of the library, not the truth).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -39,6 +39,8 @@ pub struct Track {
     pub title: String,
     pub artist: String,
     pub album: String,
+    /// From the file's tags; empty when unknown.
+    pub genre: String,
     pub duration_s: f64,
     pub bpm: f64,
     pub key: String,
@@ -101,6 +103,7 @@ impl Catalog {
                      title TEXT NOT NULL,
                      artist TEXT NOT NULL,
                      album TEXT NOT NULL,
+                     genre TEXT NOT NULL DEFAULT '',
                      duration_s REAL NOT NULL,
                      -- 'pending': new, changed or analysed by an older version.
                      status TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'failed')),
@@ -177,7 +180,7 @@ impl Catalog {
 }
 
 const TRACK_COLUMNS: &str =
-    "id, path, title, artist, album, duration_s, COALESCE(bpm, 0), COALESCE(key, ''), COALESCE(camelot, ''), COALESCE(energy, 0), COALESCE(loudness_lufs, -70)";
+    "id, path, title, artist, album, genre, duration_s, COALESCE(bpm, 0), COALESCE(key, ''), COALESCE(camelot, ''), COALESCE(energy, 0), COALESCE(loudness_lufs, -70)";
 
 fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
     Ok(Track {
@@ -186,11 +189,12 @@ fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
         title: r.get(2)?,
         artist: r.get(3)?,
         album: r.get(4)?,
-        duration_s: r.get(5)?,
-        bpm: r.get(6)?,
-        key: r.get(7)?,
-        camelot: r.get(8)?,
-        energy: r.get(9)?,
-        loudness_lufs: r.get(10)?,
+        genre: r.get(5)?,
+        duration_s: r.get(6)?,
+        bpm: r.get(7)?,
+        key: r.get(8)?,
+        camelot: r.get(9)?,
+        energy: r.get(10)?,
+        loudness_lufs: r.get(11)?,
     })
 }

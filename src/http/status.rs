@@ -31,6 +31,7 @@ pub struct Status {
     pub listeners: Listeners,
     pub library: Library,
     pub mixer: MixerStatus,
+    pub ordering: crate::ordering::OrderingStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,7 +112,6 @@ pub struct Library {
 
 #[derive(Debug, Serialize)]
 pub struct MixerStatus {
-    pub ordering: String,
     pub crossfade_s: f64,
     pub overlap_bars: u32,
     pub transitions_beatmatched: u64,
@@ -135,7 +135,7 @@ impl StatusSource {
         let frame_s = crate::units::MP3_FRAME_SAMPLES as f64 / rate;
         let (upcoming, ordering) = {
             let sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-            (sched.upcoming().iter().map(|t| TrackSummary::from(&**t)).collect(), sched.orderer_name().to_string())
+            (sched.upcoming().iter().map(|p| TrackSummary::from(&*p.track)).collect(), sched.status())
         };
         let now_playing = self.hub.on_air().and_then(|on_air| {
             on_air.track.as_ref().map(|t| NowPlaying {
@@ -191,7 +191,6 @@ impl StatusSource {
                 failed_files,
             },
             mixer: MixerStatus {
-                ordering,
                 crossfade_s: self.config.mixer.crossfade_s,
                 overlap_bars: self.config.mixer.overlap_bars,
                 transitions_beatmatched: s.transitions_beatmatched.load(Ordering::Relaxed),
@@ -201,6 +200,7 @@ impl StatusSource {
                 track_failures: s.track_failures.load(Ordering::Relaxed),
                 last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             },
+            ordering,
         })
     }
 }

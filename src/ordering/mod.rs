@@ -1,106 +1,245 @@
-//! Which track plays next. The `Orderer` trait is the seam the plugin host
-//! fills later; the built-in `Shuffle` plays every track once, in random
-//! order, before any repeats. The `Scheduler` keeps a short list of upcoming
-//! picks (shown on /status) in front of the orderer.
+//! Which track plays next.
 //!
-//! Lives behind a mutex shared by the mixer thread (which takes picks) and
-//! the HTTP status handler (which reads the upcoming list).
+//! - [`distance`]: how far apart two tracks are (tempo, key, energy,
+//!   loudness, genre, artist; weights in config).
+//! - [`tour`]: the similarity graph (petgraph) and an approximately
+//!   shortest cycle through the playable catalogue.
+//! - [`rules`]: what no plugin can break (repeats, artist separation).
+//! - [`plugin`]: the Rhai host; a plugin chooses among the candidates.
+//! - [`watch`]: hot reload of the active plugin when its file changes.
+//!
+//! The `Scheduler` keeps the next few picks planned (shown on /status) and
+//! the history they follow. It lives behind a mutex shared by the mixer
+//! thread (which takes picks ~10 s before each mix-out), the plugin watcher
+//! (which swaps plugins) and the status handler. Slow work — building the
+//! tour, compiling and dry-running a new plugin — happens outside the lock.
+
+pub mod distance;
+pub mod plugin;
+pub mod rules;
+pub mod tour;
+mod watch;
 
 use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rand::rngs::SmallRng;
-use rand::seq::IndexedRandom;
-use rand::SeedableRng;
+use serde::Serialize;
 
 use crate::catalog::Track;
+use plugin::{Clock, PickContext, Plugin, PluginError};
+use rules::Rules;
+use tour::Library;
+
+pub use watch::{PluginWatcher, ReloadSettings};
 
 /// How many picks ahead the scheduler plans.
 pub const UPCOMING: usize = 5;
+/// Picks a new plugin must make cleanly, against the live catalogue, before
+/// it replaces the active one (and that `nonstop plugin check` prints).
+pub const DRY_RUN_PICKS: usize = 20;
+/// Tracks of history kept for the rules and shown to plugins.
+const HISTORY: usize = 200;
+/// Label of picks made by the built-in tour walk.
+const BUILTIN: &str = "tour (built-in)";
+const FALLBACK: &str = "tour (fallback)";
 
-/// A track-ordering strategy.
-pub trait Orderer: Send {
-    /// Picks the track to follow `previous`, from `tracks` (never empty).
-    /// `planned` are the picks already planned ahead of this one (oldest
-    /// first); they are tentative until taken.
-    fn next(&mut self, tracks: &[Arc<Track>], previous: Option<&Track>, planned: &[i64]) -> Arc<Track>;
-    /// A pick was handed to the mixer: it is going on air.
-    fn taken(&mut self, _id: i64) {}
-    fn name(&self) -> &str;
+/// The plugins shipped with nonstop, written into a missing plugins folder.
+pub const SHIPPED_PLUGINS: [(&str, &str); 4] = [
+    ("tour.rhai", include_str!("../../plugins/tour.rhai")),
+    ("harmonic.rhai", include_str!("../../plugins/harmonic.rhai")),
+    ("energy_arc.rhai", include_str!("../../plugins/energy_arc.rhai")),
+    ("README.md", include_str!("../../plugins/README.md")),
+];
+
+/// Creates `dir` with the shipped plugins if it does not exist (a fresh
+/// install run from anywhere). An existing folder is the curator's: left alone.
+pub fn ensure_plugins(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in SHIPPED_PLUGINS {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
 }
 
-/// Random order without repeating a track until all have played. Tracks
-/// added mid-round join the current round.
-pub struct Shuffle {
-    rng: SmallRng,
-    /// Ids that went on air in this round.
-    played: HashSet<i64>,
-    /// Size of the playable set at the last pick (a round's length).
-    known: usize,
+/// One pick after `history` (newest first): the rules narrow the playable
+/// set to candidates, the plugin chooses among them.
+pub fn pick(library: &Library, rules: &Rules, plugin: &Plugin, history: &[Arc<Track>], clock: Clock) -> Result<Arc<Track>, PluginError> {
+    let (candidates, _) = rules::candidates(library.tracks(), history, rules);
+    let ids: Vec<i64> = history.iter().map(|t| t.id).collect();
+    let id = plugin.pick(&PickContext { current: history.first(), candidates: &candidates, history: &ids, clock })?;
+    Ok(candidates.into_iter().find(|t| t.id == id).expect("Plugin::pick returns a candidate"))
 }
 
-impl Shuffle {
-    pub fn new(seed: Option<u64>) -> Shuffle {
-        let rng = match seed {
-            Some(s) => SmallRng::seed_from_u64(s),
-            None => SmallRng::from_os_rng(),
-        };
-        Shuffle { rng, played: HashSet::new(), known: 0 }
+/// The built-in choice: the first candidate after the current track along
+/// the tour. `None` only when nothing is playable.
+pub fn tour_pick(library: &Library, rules: &Rules, history: &[Arc<Track>]) -> Option<Arc<Track>> {
+    let (candidates, _) = rules::candidates(library.tracks(), history, rules);
+    let allowed: HashSet<i64> = candidates.iter().map(|t| t.id).collect();
+    if let Some(mut id) = history.first().map(|t| t.id) {
+        for _ in 0..library.len() {
+            let Some(next) = library.tour_next(id) else { break };
+            if allowed.contains(&next) {
+                return library.track(next).cloned();
+            }
+            id = next;
+        }
     }
+    candidates.into_iter().next()
 }
 
-impl Orderer for Shuffle {
-    fn next(&mut self, tracks: &[Arc<Track>], previous: Option<&Track>, planned: &[i64]) -> Arc<Track> {
-        self.known = tracks.len();
-        let not_in = |skip: &dyn Fn(i64) -> bool| -> Vec<&Arc<Track>> { tracks.iter().filter(|t| !skip(t.id)).collect() };
-        let mut left = not_in(&|id| self.played.contains(&id) || planned.contains(&id));
-        if left.is_empty() {
-            // This round is fully played or planned: the next round starts.
-            left = not_in(&|id| planned.contains(&id));
+/// Runs `picks` picks of `plugin` after `history` against `library` with
+/// the host rules, as the station would; the first failure is returned with
+/// the pick it happened at.
+pub fn dry_run(
+    plugin: &Plugin,
+    library: &Arc<Library>,
+    rules: &Rules,
+    history: &[Arc<Track>],
+    picks: usize,
+) -> Result<Vec<Arc<Track>>, PluginError> {
+    plugin.set_library(library.clone());
+    let mut history = history.to_vec();
+    let mut out = Vec::new();
+    let mut ahead = 0.0;
+    for i in 0..picks {
+        if library.is_empty() {
+            break;
         }
-        if left.is_empty() {
-            left = tracks.iter().collect();
-        }
-        // Never the same track twice in a row (unless it is the only one).
-        if left.len() > 1 {
-            left.retain(|t| Some(t.id) != previous.map(|p| p.id));
-        }
-        (*left.choose(&mut self.rng).expect("tracks is not empty")).clone()
+        let clock = Clock::local_in(Duration::from_secs_f64(ahead));
+        let t = pick(library, rules, plugin, &history, clock)
+            .map_err(|e| PluginError { message: format!("pick {}: {}", i + 1, e.message), line: e.line })?;
+        ahead += t.duration_s;
+        history.insert(0, t.clone());
+        history.truncate(HISTORY);
+        out.push(t);
     }
-
-    fn taken(&mut self, id: i64) {
-        if self.played.len() >= self.known || self.played.contains(&id) {
-            self.played.clear();
-        }
-        self.played.insert(id);
-    }
-
-    fn name(&self) -> &str {
-        "shuffle"
-    }
+    Ok(out)
 }
 
-/// Upcoming picks in front of an orderer, over the current playable set.
+/// A planned pick and who chose it.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub track: Arc<Track>,
+    /// The plugin's name, or the tour when it stood in.
+    pub by: String,
+}
+
+/// The last plugin failure, for /status.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorReport {
+    pub plugin: String,
+    pub message: String,
+    pub line: Option<usize>,
+    /// `load`, `reload` or `pick`.
+    pub during: &'static str,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpcomingEntry {
+    pub id: i64,
+    pub title: String,
+    pub artist: String,
+    pub bpm: f64,
+    pub camelot: String,
+    pub energy: f64,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TourStatus {
+    pub tracks: usize,
+    pub length: f64,
+    /// Mean distance between neighbours on the tour.
+    pub mean_step: f64,
+}
+
+/// The `ordering` section of /status.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderingStatus {
+    /// The configured plugin.
+    pub plugin: String,
+    /// Content hash of the active script; null while none has loaded.
+    pub version: Option<String>,
+    pub loaded_at: Option<String>,
+    /// Plugins swapped in while running.
+    pub reloads: u64,
+    /// Failures: rejected reloads plus picks that failed at run time.
+    pub errors: u64,
+    /// Picks the tour made because the plugin failed.
+    pub fallbacks: u64,
+    pub error: Option<ErrorReport>,
+    pub upcoming: Vec<UpcomingEntry>,
+    pub tour: TourStatus,
+}
+
+/// Upcoming picks and the history they follow.
 pub struct Scheduler {
-    orderer: Box<dyn Orderer>,
-    tracks: Vec<Arc<Track>>,
-    upcoming: VecDeque<Arc<Track>>,
-    /// The last track handed to the mixer.
-    last_taken: Option<Arc<Track>>,
+    library: Arc<Library>,
+    rules: Rules,
+    /// The configured plugin name (shown even while it fails to load).
+    configured: String,
+    plugin: Option<Arc<Plugin>>,
+    upcoming: VecDeque<Planned>,
+    /// Tracks handed to the mixer, newest first.
+    played: VecDeque<Arc<Track>>,
+    last_taken: Option<Planned>,
+    reloads: u64,
+    errors: u64,
+    fallbacks: u64,
+    error: Option<ErrorReport>,
+    /// Local time a given number of seconds from now.
+    clock: Box<dyn Fn(Duration) -> Clock + Send>,
 }
 
 impl Scheduler {
-    pub fn new(orderer: Box<dyn Orderer>, tracks: Vec<Arc<Track>>) -> Scheduler {
-        let mut s = Scheduler { orderer, tracks, upcoming: VecDeque::new(), last_taken: None };
+    /// `plugin` is the configured plugin as loaded; if it failed, the tour
+    /// plays until a working version is saved.
+    pub fn new(library: Arc<Library>, rules: Rules, configured: &str, plugin: Result<Plugin, PluginError>) -> Scheduler {
+        let mut s = Scheduler {
+            library,
+            rules,
+            configured: configured.to_string(),
+            plugin: None,
+            upcoming: VecDeque::new(),
+            played: VecDeque::new(),
+            last_taken: None,
+            reloads: 0,
+            errors: 0,
+            fallbacks: 0,
+            error: None,
+            clock: Box::new(Clock::local_in),
+        };
+        match plugin {
+            Ok(p) => {
+                p.set_library(s.library.clone());
+                s.plugin = Some(Arc::new(p));
+            }
+            Err(e) => s.record(e, "load"),
+        }
         s.refill();
         s
     }
 
-    /// Replaces the playable set (after a scan or an analysis). The plan is
-    /// made again, so new tracks get their chance at once.
-    pub fn set_tracks(&mut self, tracks: Vec<Arc<Track>>) {
-        let same = tracks.len() == self.tracks.len() && tracks.iter().zip(&self.tracks).all(|(a, b)| a.id == b.id);
-        self.tracks = tracks;
+    /// The library the picks come from (clone it to update off the lock).
+    pub fn library(&self) -> Arc<Library> {
+        self.library.clone()
+    }
+
+    /// Installs an updated library. When the playable set changed, the plan
+    /// is made again so new tracks get their chance at once.
+    pub fn set_library(&mut self, library: Arc<Library>) {
+        let same = library.len() == self.library.len()
+            && library.tracks().iter().zip(self.library.tracks()).all(|(a, b)| Arc::ptr_eq(a, b) || a == b);
+        self.library = library;
+        if let Some(p) = &self.plugin {
+            p.set_library(self.library.clone());
+        }
         if !same {
             self.upcoming.clear();
         }
@@ -109,43 +248,148 @@ impl Scheduler {
 
     /// Removes one track (it failed on air).
     pub fn remove(&mut self, id: i64) {
-        let tracks = self.tracks.iter().filter(|t| t.id != id).cloned().collect();
-        self.set_tracks(tracks);
+        let mut library = (*self.library).clone();
+        let tracks: Vec<Arc<Track>> = library.tracks().iter().filter(|t| t.id != id).cloned().collect();
+        library.update(&tracks);
+        self.set_library(Arc::new(library));
     }
 
     /// Takes the next pick, or `None` when nothing is playable.
     pub fn next(&mut self) -> Option<Arc<Track>> {
         self.refill();
-        let t = self.upcoming.pop_front();
-        if let Some(t) = &t {
-            self.orderer.taken(t.id);
-            self.last_taken = Some(t.clone());
-        }
+        let p = self.upcoming.pop_front()?;
+        self.played.push_front(p.track.clone());
+        self.played.truncate(HISTORY);
+        self.last_taken = Some(p.clone());
         self.refill();
-        t
+        Some(p.track)
     }
 
     /// Puts a pick back at the head of the plan (its transition could not
     /// happen; it will start next).
     pub fn push_front(&mut self, track: Arc<Track>) {
-        self.upcoming.push_front(track);
+        if self.played.front().is_some_and(|t| t.id == track.id) {
+            self.played.pop_front();
+        }
+        let by = match &self.last_taken {
+            Some(p) if p.track.id == track.id => p.by.clone(),
+            _ => "requeued".to_string(),
+        };
+        self.upcoming.push_front(Planned { track, by });
         self.upcoming.truncate(UPCOMING);
     }
 
-    pub fn upcoming(&self) -> Vec<Arc<Track>> {
+    pub fn upcoming(&self) -> Vec<Planned> {
         self.upcoming.iter().cloned().collect()
     }
 
-    pub fn orderer_name(&self) -> &str {
-        self.orderer.name()
+    /// Played and planned tracks, newest first: what the next pick follows.
+    pub fn history(&self) -> Vec<Arc<Track>> {
+        self.upcoming.iter().rev().map(|p| &p.track).chain(self.played.iter()).take(HISTORY).cloned().collect()
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Replaces the wall clock plugins see (tests simulate hours of play).
+    pub fn set_clock(&mut self, clock: impl Fn(Duration) -> Clock + Send + 'static) {
+        self.clock = Box::new(clock);
+    }
+
+    /// Version of the active plugin.
+    pub fn plugin_version(&self) -> Option<&str> {
+        self.plugin.as_ref().map(|p| p.version.as_str())
+    }
+
+    /// Swaps in a plugin that passed its dry run; everything planned (the
+    /// transition already rendering has left the plan) is planned again.
+    pub fn install(&mut self, plugin: Plugin) {
+        plugin.set_library(self.library.clone());
+        tracing::info!("plugin {} version {} is active", plugin.name, plugin.version);
+        self.plugin = Some(Arc::new(plugin));
+        self.reloads += 1;
+        self.error = None;
+        self.upcoming.clear();
+        self.refill();
+    }
+
+    /// A saved plugin was rejected; the active one stays.
+    pub fn reload_failed(&mut self, error: PluginError) {
+        self.record(error, "reload");
+    }
+
+    /// The saved file is the active version again: nothing to report.
+    pub fn clear_error(&mut self) {
+        self.error = None;
+    }
+
+    fn record(&mut self, error: PluginError, during: &'static str) {
+        tracing::warn!("plugin {} ({during}): {error}", self.configured);
+        self.errors += 1;
+        self.error = Some(ErrorReport {
+            plugin: self.configured.clone(),
+            message: error.message,
+            line: error.line,
+            during,
+            at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        });
     }
 
     fn refill(&mut self) {
-        while !self.tracks.is_empty() && self.upcoming.len() < UPCOMING {
-            let previous = self.upcoming.back().or(self.last_taken.as_ref()).cloned();
-            let planned: Vec<i64> = self.upcoming.iter().map(|t| t.id).collect();
-            let pick = self.orderer.next(&self.tracks, previous.as_deref(), &planned);
-            self.upcoming.push_back(pick);
+        while !self.library.is_empty() && self.upcoming.len() < UPCOMING {
+            let history = self.history();
+            let ahead: f64 = self.upcoming.iter().map(|p| p.track.duration_s).sum();
+            let choice = match self.plugin.clone() {
+                Some(p) => {
+                    match pick(&self.library, &self.rules, &p, &history, (self.clock)(Duration::from_secs_f64(ahead))) {
+                        Ok(track) => Some(Planned { track, by: p.name.clone() }),
+                        Err(e) => {
+                            self.fallbacks += 1;
+                            self.record(e, "pick");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let planned = match choice {
+                Some(p) => p,
+                None => {
+                    let by = if self.plugin.is_some() { FALLBACK } else { BUILTIN };
+                    let track = tour_pick(&self.library, &self.rules, &history).expect("the library is not empty");
+                    Planned { track, by: by.to_string() }
+                }
+            };
+            self.upcoming.push_back(planned);
+        }
+    }
+
+    pub fn status(&self) -> OrderingStatus {
+        let n = self.library.len();
+        let length = self.library.tour_length();
+        OrderingStatus {
+            plugin: self.configured.clone(),
+            version: self.plugin.as_ref().map(|p| p.version.clone()),
+            loaded_at: self.plugin.as_ref().map(|p| p.loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
+            reloads: self.reloads,
+            errors: self.errors,
+            fallbacks: self.fallbacks,
+            error: self.error.clone(),
+            upcoming: self
+                .upcoming
+                .iter()
+                .map(|p| UpcomingEntry {
+                    id: p.track.id,
+                    title: p.track.title.clone(),
+                    artist: p.track.artist.clone(),
+                    bpm: p.track.bpm,
+                    camelot: p.track.camelot.clone(),
+                    energy: p.track.energy,
+                    by: p.by.clone(),
+                })
+                .collect(),
+            tour: TourStatus { tracks: n, length, mean_step: if n > 0 { length / n as f64 } else { 0.0 } },
         }
     }
 }
@@ -153,6 +397,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ordering::plugin::Limits;
 
     fn tracks(n: i64) -> Vec<Arc<Track>> {
         (1..=n)
@@ -161,10 +406,11 @@ mod tests {
                     id,
                     path: format!("/{id}.mp3").into(),
                     title: format!("t{id}"),
-                    artist: String::new(),
+                    artist: format!("artist {}", id % 3),
                     album: String::new(),
+                    genre: String::new(),
                     duration_s: 100.0,
-                    bpm: 120.0,
+                    bpm: 110.0 + id as f64,
                     key: "A minor".into(),
                     camelot: "8A".into(),
                     energy: 0.5,
@@ -174,41 +420,110 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn shuffle_plays_all_before_repeating() {
-        let mut s = Scheduler::new(Box::new(Shuffle::new(Some(1))), tracks(7));
-        let mut prev = None;
-        for _round in 0..20 {
-            let mut seen: Vec<i64> = (0..7).map(|_| s.next().unwrap().id).collect();
-            assert_ne!(prev, Some(seen[0]), "same track twice in a row");
-            prev = seen.last().copied();
-            seen.sort();
-            assert_eq!(seen, (1..=7).collect::<Vec<_>>());
-        }
+    fn scheduler(n: i64, source: &str) -> Scheduler {
+        let lib = Arc::new(Library::build(&tracks(n), Default::default()));
+        Scheduler::new(lib, Rules::default(), "test", Plugin::compile("test", source, Limits::default(), 1))
     }
 
     #[test]
-    fn tracks_that_arrive_later_are_planned_at_once() {
-        let all = tracks(6);
-        let mut s = Scheduler::new(Box::new(Shuffle::new(Some(3))), all[..1].to_vec());
-        assert_eq!(s.next().unwrap().id, 1);
-        s.set_tracks(all.clone());
-        let next: Vec<i64> = s.upcoming().iter().map(|t| t.id).collect();
-        assert!(!next.contains(&1) || next.iter().filter(|&&i| i == 1).count() == 1, "{next:?}");
-        assert_ne!(next[0], 1, "{next:?}");
-        let mut round: Vec<i64> = (0..5).map(|_| s.next().unwrap().id).collect();
-        round.sort();
-        assert_eq!(round, vec![2, 3, 4, 5, 6], "the rest of the round, track 1 already played");
+    fn failing_plugin_falls_back_to_the_tour_and_counts() {
+        let mut s = scheduler(12, "fn next_track(ctx) { if ctx.history.len() > 2 { throw \"boom\"; } ctx.candidates[0].id }");
+        let picks: Vec<i64> = (0..8).map(|_| s.next().unwrap().id).collect();
+        let st = s.status();
+        assert!(st.errors > 0 && st.fallbacks == st.errors, "{st:?}");
+        let e = st.error.unwrap();
+        assert!(e.message.contains("boom") && e.line == Some(1) && e.during == "pick", "{e:?}");
+        assert!(st.upcoming.iter().all(|u| u.by == FALLBACK), "{:?}", st.upcoming);
+        let mut distinct = picks.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), picks.len(), "no repeats within the window: {picks:?}");
+    }
+
+    #[test]
+    fn install_replans_and_broken_load_uses_the_tour() {
+        let mut s = scheduler(12, "fn next_track(ctx) {");
+        assert_eq!(s.status().errors, 1);
+        assert!(s.upcoming().iter().all(|p| p.by == BUILTIN));
+        let p = Plugin::compile("pick7", "fn next_track(ctx) { for c in ctx.candidates { if c.id == 7 { return 7; } } ctx.candidates[0].id }", Limits::default(), 1).unwrap();
+        s.install(p);
+        let st = s.status();
+        assert_eq!((st.reloads, st.errors), (1, 1));
+        assert!(st.error.is_none());
+        assert_eq!(st.upcoming[0].id, 7, "{:?}", st.upcoming);
+        assert!(st.upcoming.iter().all(|u| u.by == "pick7"));
+    }
+
+    fn correlation(xy: &[(f64, f64)]) -> f64 {
+        let n = xy.len() as f64;
+        let (mx, my) = (xy.iter().map(|p| p.0).sum::<f64>() / n, xy.iter().map(|p| p.1).sum::<f64>() / n);
+        let cov: f64 = xy.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+        let (vx, vy): (f64, f64) = (xy.iter().map(|p| (p.0 - mx).powi(2)).sum(), xy.iter().map(|p| (p.1 - my).powi(2)).sum());
+        cov / (vx * vy).sqrt()
+    }
+
+    #[test]
+    fn shipped_plugins_make_valid_picks_over_a_long_run() {
+        let tracks = tour::test_library(80, 11);
+        let library = Arc::new(Library::build(&tracks, Default::default()));
+        let rules = Rules::default();
+        let random_step = {
+            let ids: Vec<i64> = tracks.iter().map(|t| t.id).collect();
+            library.order_length(&ids).unwrap() / ids.len() as f64
+        };
+        for (file, source) in SHIPPED_PLUGINS.iter().filter(|(f, _)| f.ends_with(".rhai")) {
+            let name = file.trim_end_matches(".rhai");
+            let plugin = Plugin::compile(name, source, Limits::default(), 5);
+            let mut s = Scheduler::new(library.clone(), rules, name, plugin);
+            // Simulated time: the clock moves on by each track taken.
+            let elapsed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let e = elapsed.clone();
+            s.set_clock(move |ahead| {
+                let t = (e.load(std::sync::atomic::Ordering::Relaxed) + ahead.as_secs()) / 60;
+                Clock { hour: (t / 60 % 24) as u32, minute: (t % 60) as u32, weekday: 0 }
+            });
+            let mut played: Vec<Arc<Track>> = Vec::new();
+            let mut steps = 0.0;
+            let mut arc = Vec::new();
+            for _ in 0..400 {
+                let history: Vec<Arc<Track>> = played.iter().rev().cloned().collect();
+                let minute = elapsed.load(std::sync::atomic::Ordering::Relaxed) / 60 % 60;
+                let t = s.next().expect("a pick");
+                elapsed.fetch_add(t.duration_s as u64, std::sync::atomic::Ordering::Relaxed);
+                arc.push((if minute < 45 { minute as f64 / 45.0 } else { (60 - minute) as f64 / 15.0 }, t.energy));
+                assert_eq!(rules::violation(&t, &history, &rules), None, "{name}");
+                if let Some(prev) = played.last() {
+                    steps += library.distance(prev.id, t.id).unwrap();
+                }
+                played.push(t);
+            }
+            let st = s.status();
+            assert_eq!((st.errors, st.fallbacks), (0, 0), "{name}: {:?}", st.error);
+            assert!(st.upcoming.iter().all(|u| u.by == name), "{name}: {:?}", st.upcoming);
+            let mut seen: Vec<i64> = played.iter().map(|t| t.id).collect();
+            seen.sort();
+            seen.dedup();
+            let mean = steps / (played.len() - 1) as f64;
+            println!("{name}: {} distinct tracks in 400 picks, mean step {mean:.2} (random order {random_step:.2})", seen.len());
+            assert!(seen.len() >= 40, "{name} plays only {} tracks", seen.len());
+            if *file == "energy_arc.rhai" {
+                let r = correlation(&arc);
+                println!("energy_arc: correlation of energy with the hour's arc {r:.2}");
+                assert!(r > 0.5, "energy does not follow the arc: r = {r:.2}");
+            } else {
+                assert!(mean < 0.75 * random_step, "{name}: mean step {mean:.2} vs random {random_step:.2}");
+            }
+        }
     }
 
     #[test]
     fn removed_tracks_leave_the_schedule() {
-        let mut s = Scheduler::new(Box::new(Shuffle::new(Some(2))), tracks(4));
+        let mut s = scheduler(6, "fn next_track(ctx) { ctx.candidates[0].id }");
         s.remove(3);
         for _ in 0..40 {
             assert_ne!(s.next().unwrap().id, 3);
         }
-        s.set_tracks(Vec::new());
+        s.set_library(Arc::new(Library::new(Default::default())));
         assert!(s.next().is_none());
     }
 }

@@ -1,0 +1,206 @@
+//! How far apart two tracks are, as neighbours in the running order.
+//!
+//! The distance is a weighted sum of six terms, each scaled so that 1.0 is
+//! "a mismatch a listener notices":
+//!
+//! | term     | 0 when                          | 1 when                                   |
+//! |----------|---------------------------------|------------------------------------------|
+//! | tempo    | same tempo, or exactly ½× / 2×  | 8% apart after octave folding (linear)   |
+//! | key      | same Camelot key                | 3+ steps around the wheel (see below)    |
+//! | energy   | same energy                     | 0.2 apart (energy is 0..1)               |
+//! | loudness | same integrated loudness        | 6 LU apart                               |
+//! | genre    | same genre tag                  | different tags (0.5 when one is unknown) |
+//! | artist   | different artists               | the same artist                          |
+//!
+//! Tempo is octave-aware because the mixer beatmatches 70 BPM against 140
+//! at half/double time. Key steps count moves on the Camelot wheel: one
+//! number round the wheel or a switch between A and B at the same number is
+//! one step. 0 steps costs 0, 1 step (a harmonic mix) 0.2, 2 steps 0.6, more
+//! 1.0; an unknown key costs 0.5. The sum is symmetric, so the tour can be
+//! walked in either direction.
+
+use serde::Deserialize;
+
+use crate::catalog::Track;
+
+/// The tempo difference that costs 1.0 (the mixer's default stretch limit).
+const TEMPO_UNIT: f64 = 0.08;
+const ENERGY_UNIT: f64 = 0.2;
+const LOUDNESS_UNIT_LU: f64 = 6.0;
+const KEY_COST: [f64; 4] = [0.0, 0.2, 0.6, 1.0];
+
+/// Weights of the distance terms (`[ordering.weights]`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    pub tempo: f64,
+    pub key: f64,
+    pub energy: f64,
+    pub loudness: f64,
+    pub genre: f64,
+    pub artist: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { tempo: 1.0, key: 0.6, energy: 0.5, loudness: 0.2, genre: 0.3, artist: 0.5 }
+    }
+}
+
+impl Weights {
+    /// The first weight that is negative or not finite, by config key.
+    pub fn invalid(&self) -> Option<(&'static str, f64)> {
+        [
+            ("ordering.weights.tempo", self.tempo),
+            ("ordering.weights.key", self.key),
+            ("ordering.weights.energy", self.energy),
+            ("ordering.weights.loudness", self.loudness),
+            ("ordering.weights.genre", self.genre),
+            ("ordering.weights.artist", self.artist),
+        ]
+        .into_iter()
+        .find(|(_, w)| !w.is_finite() || *w < 0.0)
+    }
+}
+
+/// A Camelot key: wheel number 1..=12 and letter (A minor, B major).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Camelot {
+    pub number: u8,
+    pub minor: bool,
+}
+
+impl Camelot {
+    /// Parses `8A`, `12B` (case-insensitive); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Camelot> {
+        let s = s.trim();
+        let (num, letter) = s.split_at(s.len().checked_sub(1)?);
+        let number: u8 = num.parse().ok().filter(|n| (1..=12).contains(n))?;
+        let minor = match letter {
+            "A" | "a" => true,
+            "B" | "b" => false,
+            _ => return None,
+        };
+        Some(Camelot { number, minor })
+    }
+
+    /// Moves on the wheel from `self` to `other`.
+    pub fn steps(self, other: Camelot) -> u32 {
+        let d = (self.number as i32 - other.number as i32).rem_euclid(12) as u32;
+        d.min(12 - d) + u32::from(self.minor != other.minor)
+    }
+}
+
+/// What the distance needs of a track, parsed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    /// log2 of the tempo; `None` when unknown.
+    log_bpm: Option<f64>,
+    camelot: Option<Camelot>,
+    energy: f64,
+    loudness: f64,
+    genre: String,
+    artist: String,
+}
+
+impl Features {
+    pub fn of(t: &Track) -> Features {
+        Features {
+            log_bpm: (t.bpm.is_finite() && t.bpm > 0.0).then(|| t.bpm.log2()),
+            camelot: Camelot::parse(&t.camelot),
+            energy: t.energy,
+            loudness: t.loudness_lufs,
+            genre: t.genre.trim().to_lowercase(),
+            artist: t.artist.trim().to_lowercase(),
+        }
+    }
+}
+
+/// Tempo term alone: octave-folded difference in units of 8%.
+pub fn tempo_term(a: f64, b: f64) -> f64 {
+    if !(a > 0.0 && b > 0.0) {
+        return 1.0;
+    }
+    folded_tempo(a.log2(), b.log2())
+}
+
+/// |log2 ratio| folded to the nearest octave, in units of `TEMPO_UNIT`.
+fn folded_tempo(log_a: f64, log_b: f64) -> f64 {
+    let r = log_b - log_a;
+    (r - r.round()).abs() / (1.0 + TEMPO_UNIT).log2()
+}
+
+/// Key term alone, from Camelot codes.
+pub fn key_term(a: Option<Camelot>, b: Option<Camelot>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) => KEY_COST[(a.steps(b) as usize).min(KEY_COST.len() - 1)],
+        _ => 0.5,
+    }
+}
+
+/// The weighted distance between two tracks.
+pub fn distance(w: &Weights, a: &Features, b: &Features) -> f64 {
+    let tempo = match (a.log_bpm, b.log_bpm) {
+        (Some(x), Some(y)) => folded_tempo(x, y),
+        _ => 1.0,
+    };
+    let genre = match (a.genre.is_empty(), b.genre.is_empty()) {
+        (false, false) => f64::from(u8::from(a.genre != b.genre)),
+        _ => 0.5,
+    };
+    let artist = f64::from(u8::from(!a.artist.is_empty() && a.artist == b.artist));
+    w.tempo * tempo
+        + w.key * key_term(a.camelot, b.camelot)
+        + w.energy * (a.energy - b.energy).abs() / ENERGY_UNIT
+        + w.loudness * (a.loudness - b.loudness).abs() / LOUDNESS_UNIT_LU
+        + w.genre * genre
+        + w.artist * artist
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camelot_wheel_steps() {
+        let c = |s| Camelot::parse(s).unwrap();
+        assert_eq!(c("8A").steps(c("8A")), 0);
+        assert_eq!(c("8A").steps(c("9A")), 1);
+        assert_eq!(c("8A").steps(c("8B")), 1, "relative major");
+        assert_eq!(c("12A").steps(c("1A")), 1, "the wheel wraps");
+        assert_eq!(c("1B").steps(c("7A")), 7);
+        assert!(Camelot::parse("13A").is_none() && Camelot::parse("A").is_none() && Camelot::parse("").is_none());
+    }
+
+    #[test]
+    fn tempo_is_octave_aware() {
+        assert!(tempo_term(70.0, 140.0) < 1e-9);
+        assert!((tempo_term(120.0, 129.6) - 1.0).abs() < 1e-9, "8% costs 1");
+        assert!(tempo_term(120.0, 90.0) > 3.0, "a fourth apart is far");
+    }
+
+    #[test]
+    fn distance_is_symmetric_and_zero_on_itself() {
+        let t = |bpm: f64, cam: &str, e: f64, artist: &str| Track {
+            id: 1,
+            path: "/x.mp3".into(),
+            title: "t".into(),
+            artist: artist.into(),
+            album: String::new(),
+            genre: "house".into(),
+            duration_s: 200.0,
+            bpm,
+            key: String::new(),
+            camelot: cam.into(),
+            energy: e,
+            loudness_lufs: -10.0,
+        };
+        let w = Weights::default();
+        let (a, b) = (Features::of(&t(124.0, "8A", 0.6, "x")), Features::of(&t(128.0, "3B", 0.3, "y")));
+        assert!((distance(&w, &a, &b) - distance(&w, &b, &a)).abs() < 1e-12);
+        let own = Features::of(&t(124.0, "8A", 0.6, ""));
+        assert_eq!(distance(&w, &own, &own), 0.0);
+        let same_artist = Features::of(&t(124.0, "8A", 0.6, "x"));
+        assert_eq!(distance(&w, &a, &same_artist), w.artist);
+    }
+}
