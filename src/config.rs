@@ -424,6 +424,10 @@ mod tests {
         assert_eq!(c.server.listen, d.server.listen);
         assert_eq!(c.queues.pcm_s, d.queues.pcm_s);
         assert_eq!(c.mixer.crossfade_s, d.mixer.crossfade_s);
+        assert_eq!(c.ordering.plugin, d.ordering.plugin);
+        assert_eq!(c.ordering.rules(), d.ordering.rules());
+        assert_eq!(c.ordering.weights, d.ordering.weights);
+        assert_eq!(c.ordering.limits, d.ordering.limits);
     }
 
     #[test]
@@ -439,6 +443,12 @@ mod tests {
         assert!(err.contains("stream.bitrate_kbps = 100"), "{err}");
         let err = parse("[stream]\nburst_s = 5.0\nmax_lag_s = 4.0\n").unwrap_err().to_string();
         assert!(err.contains("stream.max_lag_s"), "{err}");
+        let err = parse("[ordering]\nplugin = \"../evil\"\n").unwrap_err().to_string();
+        assert!(err.contains("ordering.plugin"), "{err}");
+        let err = parse("[ordering.weights]\nkey = -1.0\n").unwrap_err().to_string();
+        assert!(err.contains("ordering.weights.key = -1"), "{err}");
+        let err = parse("[ordering.limits]\ntimeout_ms = 0\n").unwrap_err().to_string();
+        assert!(err.contains("ordering.limits.timeout_ms"), "{err}");
         let err = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
     }

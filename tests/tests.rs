@@ -8,5 +8,6 @@ mod cli;
 mod http;
 mod icy;
 mod library;
+mod ordering;
 mod stream;
 mod transition;

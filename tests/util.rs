@@ -58,6 +58,8 @@ pub fn test_config(data: &Path) -> Config {
     c.queues.pcm_s = 2.0;
     c.queues.frames_s = 1.0;
     c.mixer.crossfade_s = 2.0;
+    c.ordering.plugins_dir = data.join("plugins");
+    c.ordering.seed = Some(1);
     c.validate().unwrap();
     c
 }
@@ -138,6 +140,19 @@ impl Client {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return out,
                 Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
             }
+        }
+    }
+
+    /// The next bytes to arrive: `Ok(None)` at the end of the stream, `Err`
+    /// if nothing came within `limit`.
+    pub async fn chunk(&mut self, limit: Duration) -> Result<Option<Vec<u8>>, tokio::time::error::Elapsed> {
+        if !self.leftover.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.leftover)));
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        match tokio::time::timeout(limit, self.stream.read(&mut buf)).await? {
+            Ok(0) | Err(_) => Ok(None),
+            Ok(n) => Ok(Some(buf[..n].to_vec())),
         }
     }
 
