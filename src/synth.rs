@@ -7,6 +7,9 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use std::sync::Arc;
+
+use crate::catalog::Track;
 use crate::units::SampleRate;
 
 const TAU: f32 = std::f32::consts::TAU;
@@ -426,6 +429,31 @@ pub fn analysis_test_set(seconds: f64) -> Vec<TrackSpec> {
                 target_lufs: Some(lufs),
                 breakdown: true,
             },
+        })
+        .collect()
+}
+
+/// A catalogue of `n` analysed tracks without audio, for ordering tests and
+/// benchmarks: tempos 80–160, all keys, energies 0.1–0.9, n/4 artists, a few
+/// genres, 150–400 s long.
+pub fn catalogue(n: usize, seed: u64) -> Vec<Arc<Track>> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            Arc::new(Track {
+                id: i as i64 + 1,
+                path: format!("/{i}.mp3").into(),
+                title: format!("t{i}"),
+                artist: format!("artist {}", rng.random_range(0..n / 4 + 1)),
+                album: String::new(),
+                genre: ["house", "techno", "disco", ""][rng.random_range(0..4)].into(),
+                duration_s: rng.random_range(150.0..400.0),
+                bpm: rng.random_range(80.0..160.0),
+                key: String::new(),
+                camelot: format!("{}{}", rng.random_range(1..=12), if rng.random_bool(0.5) { "A" } else { "B" }),
+                energy: rng.random_range(0.1..0.9),
+                loudness_lufs: rng.random_range(-16.0..-6.0),
+            })
         })
         .collect()
 }

@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn shipped_plugins_make_valid_picks_over_a_long_run() {
-        let tracks = tour::test_library(80, 11);
+        let tracks = crate::synth::catalogue(80, 11);
         let library = Arc::new(Library::build(&tracks, Default::default()));
         let rules = Rules::default();
         let random_step = {

@@ -83,29 +83,35 @@ impl Library {
             .map(|(_, ix)| *ix)
             .collect();
         gone.sort();
-        let mut seeds = Vec::new();
-        for ix in gone.iter().copied() {
-            seeds.extend(self.remove_node(ix));
-        }
-        let mut added: Vec<&Arc<Track>> = tracks.iter().filter(|t| !self.by_id.contains_key(&t.id)).collect();
+        let gone_set: std::collections::HashSet<NodeIndex> = gone.iter().copied().collect();
+        let mut added: Vec<&Arc<Track>> =
+            tracks.iter().filter(|t| self.by_id.get(&t.id).is_none_or(|ix| gone_set.contains(ix))).collect();
         added.sort_by_key(|t| t.id);
         added.dedup_by_key(|t| t.id);
-        let changed = !gone.is_empty() || !added.is_empty();
-        if !changed {
+        if gone.is_empty() && added.is_empty() {
             return false;
         }
-        if added.len() > self.tour.len() {
-            // Mostly new: link everything, then construct from scratch.
-            for t in &added {
+        let kept = self.by_id.len() - gone.len();
+        let seeds = if added.len() > kept {
+            // Mostly new: build from scratch (link everything, construct).
+            *self = Library::new(self.weights);
+            let mut all: Vec<&Arc<Track>> = tracks.iter().collect();
+            all.sort_by_key(|t| t.id);
+            all.dedup_by_key(|t| t.id);
+            for t in &all {
                 self.add_node(t);
             }
-            for t in &added {
+            for t in &all {
                 self.link_nearest(self.by_id[&t.id], false);
             }
             self.tour = self.nearest_neighbour_tour();
             self.reindex();
-            seeds = self.tour.clone();
+            self.tour.clone()
         } else {
+            let mut seeds = Vec::new();
+            for ix in gone {
+                seeds.extend(self.remove_node(ix));
+            }
             for t in &added {
                 let ix = self.add_node(t);
                 self.link_nearest(ix, true);
@@ -113,10 +119,11 @@ impl Library {
                 seeds.push(ix);
                 seeds.extend(self.graph.neighbors(ix));
             }
-        }
+            seeds
+        };
         self.tracks = self.by_id.values().map(|ix| self.graph[*ix].track.clone()).collect();
         self.tracks.sort_by_key(|t| t.id);
-        seeds.retain(|ix| self.graph.contains_node(*ix));
+        let seeds = seeds.into_iter().filter(|ix| self.graph.contains_node(*ix)).collect();
         self.improve(seeds);
         true
     }
@@ -454,32 +461,6 @@ impl Library {
     }
 }
 
-/// A varied test library: tempos 80–160, all keys, energies, a few artists.
-#[cfg(test)]
-pub(crate) fn test_library(n: usize, seed: u64) -> Vec<Arc<Track>> {
-    use rand::rngs::SmallRng;
-    use rand::{Rng, SeedableRng};
-    let mut rng = SmallRng::seed_from_u64(seed);
-    (0..n)
-        .map(|i| {
-            Arc::new(Track {
-                id: i as i64 + 1,
-                path: format!("/{i}.mp3").into(),
-                title: format!("t{i}"),
-                artist: format!("artist {}", rng.random_range(0..n / 4 + 1)),
-                album: String::new(),
-                genre: ["house", "techno", "disco", ""][rng.random_range(0..4)].into(),
-                duration_s: rng.random_range(150.0..400.0),
-                bpm: rng.random_range(80.0..160.0),
-                key: String::new(),
-                camelot: format!("{}{}", rng.random_range(1..=12), if rng.random_bool(0.5) { "A" } else { "B" }),
-                energy: rng.random_range(0.1..0.9),
-                loudness_lufs: rng.random_range(-16.0..-6.0),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,7 +469,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn library(n: usize, seed: u64) -> Vec<Arc<Track>> {
-        test_library(n, seed)
+        crate::synth::catalogue(n, seed)
     }
 
     fn assert_cycle(l: &Library, tracks: &[Arc<Track>]) {
