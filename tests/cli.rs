@@ -90,3 +90,30 @@ fn bad_config_names_the_key_and_file() {
         assert!(out.contains(cmd), "{out}");
     }
 }
+
+#[test]
+fn plugin_check_prints_picks_or_the_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, lib) = (dir.path().join("data"), dir.path().join("lib"));
+    crate::util::write_tone_library(&lib, &crate::util::TONES);
+    let (data, lib) = (data.to_str().unwrap(), lib.to_str().unwrap());
+    let (code, out, err) = nonstop(&["scan", "--data", data, "--library", lib]);
+    assert_eq!(code, 0, "{out}{err}");
+    for plugin in ["tour", "harmonic", "energy_arc"] {
+        let path = format!("{}/plugins/{plugin}.rhai", env!("CARGO_MANIFEST_DIR"));
+        let (code, out, err) = nonstop(&["plugin", "check", &path, "--data", data]);
+        assert_eq!(code, 0, "{plugin}: {out}{err}");
+        let picks: Vec<&str> = out.lines().filter(|l| l.trim_start().split('.').next().is_some_and(|n| n.parse::<u32>().is_ok())).collect();
+        assert_eq!(picks.len(), 20, "{plugin}: {out}");
+        assert!(picks.iter().all(|l| ["Low", "Mid", "High"].iter().any(|t| l.contains(t))), "{out}");
+    }
+    let broken = dir.path().join("broken.rhai");
+    std::fs::write(&broken, "fn next_track(ctx) {\n    ctx.candidates[0].id +\n}\n").unwrap();
+    let (code, _, err) = nonstop(&["plugin", "check", broken.to_str().unwrap(), "--data", data]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("broken.rhai: line 3: syntax error"), "{err}");
+    std::fs::write(&broken, "fn next_track(ctx) {\n    let t = ctx.candidates[0];\n    t.nope.len()\n}\n").unwrap();
+    let (code, _, err) = nonstop(&["plugin", "check", broken.to_str().unwrap(), "--data", data]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 3") && err.contains("pick 1"), "{err}");
+}
