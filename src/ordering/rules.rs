@@ -66,7 +66,8 @@ pub fn candidates(tracks: &[Arc<Track>], history: &[Arc<Track>], rules: &Rules) 
     let artist_ok = |t: &Track| !recent_artists.contains(&t.artist.trim().to_lowercase());
     let current = history.first().map(|t| t.id);
     let half = (tracks.len() / 2).min(rules.no_repeat_tracks);
-    let ladder: [(Relaxed, &dyn Fn(&Track) -> bool); 4] = [
+    type Rule<'a> = &'a dyn Fn(&Track) -> bool;
+    let ladder: [(Relaxed, Rule); 4] = [
         (Relaxed::None, &|t| window_ok(t, rules.no_repeat_tracks, rules.no_repeat_minutes) && artist_ok(t)),
         (Relaxed::ArtistSeparation, &|t| window_ok(t, rules.no_repeat_tracks, rules.no_repeat_minutes)),
         (Relaxed::RepeatWindow, &|t| window_ok(t, half, 0.0)),
