@@ -2,7 +2,8 @@
 # Checks nonstop against real players from Debian: ffmpeg/ffprobe and mpg123.
 # Installs them with apt-get, starts the server built by `cargo test` on a
 # fresh data folder (so the demo library is synthesised), and checks:
-#   - ffmpeg decodes a full minute of the stream with zero errors;
+#   - ffmpeg decodes a full minute of the stream with zero errors, while
+#     the active ordering plugin is replaced (hot reload) halfway;
 #   - ffprobe sees MP3, 44.1 kHz, stereo, 128 kbps;
 #   - mpg123 plays it and shows the ICY StreamTitle;
 #   - RSS stays flat while streaming (printed);
@@ -35,8 +36,12 @@ failures=0
 pass() { echo "ok   - $*"; }
 fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
 
+# Plugins in the work folder (written there by the server at first start),
+# so the hot-reload check does not touch the repository's plugins/.
+printf '[ordering]\nplugins_dir = "%s/plugins"\n' "$work" >"$work/nonstop.toml"
+
 start() {
-  "$bin" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
+  "$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
   pid=$!
   for _ in $(seq 1 600); do
     addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/out" | head -n1)
@@ -61,6 +66,9 @@ fi
 
 rss_start=$(rss_kb)
 start_s=$(date +%s.%N)
+version_before=$(curl -sf "http://$addr/status" | python3 -c "import json,sys; print(json.load(sys.stdin)['ordering']['version'])")
+# Halfway through the minute a curator saves a new version of the active plugin.
+(sleep 30; cp "$work/plugins/harmonic.rhai" "$work/plugins/tour.rhai") &
 ffmpeg -nostdin -v error -i "$url" -t 60 -f null - 2>"$work/ffmpeg.err" || true
 elapsed=$(python3 -c "import time; print(f'{time.time() - $start_s:.1f}')")
 rss_end=$(rss_kb)
@@ -68,6 +76,17 @@ if [ ! -s "$work/ffmpeg.err" ]; then
   pass "ffmpeg decoded 60 s of stream with zero errors (took ${elapsed} s wall)"
 else
   fail "ffmpeg errors: $(head -5 "$work/ffmpeg.err")"
+fi
+ordering=$(curl -sf "http://$addr/status")
+if python3 -c "
+import json,sys
+o = json.loads(sys.argv[1])['ordering']
+assert o['reloads'] == 1 and o['errors'] == 0 and o['version'] != sys.argv[2], o
+assert all(u['by'] == 'tour' for u in o['upcoming']), o
+" "$ordering" "$version_before"; then
+  pass "plugin saved mid-stream: swapped in (reloads=1, errors=0, new version) while ffmpeg read on"
+else
+  fail "plugin hot reload: $ordering"
 fi
 echo "     RSS while streaming: ${rss_start} kB at start, ${rss_end} kB after 60 s"
 if [ "$rss_end" -lt $((rss_start + rss_start / 2 + 20000)) ]; then
