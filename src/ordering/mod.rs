@@ -231,17 +231,25 @@ impl Scheduler {
         self.library.clone()
     }
 
-    /// Installs an updated library. When the playable set changed, the plan
-    /// is made again so new tracks get their chance at once.
+    /// Installs an updated library. Planned picks that are no longer
+    /// playable leave the plan, with everything after them (it followed
+    /// them). While the library is small or grows by more than a tenth (the
+    /// first scan), the whole plan is made again so new tracks get their
+    /// chance at once; a large library keeps its plan and new tracks join
+    /// at the next picks.
     pub fn set_library(&mut self, library: Arc<Library>) {
-        let same = library.len() == self.library.len()
-            && library.tracks().iter().zip(self.library.tracks()).all(|(a, b)| Arc::ptr_eq(a, b) || a == b);
+        let (old, new) = (self.library.len(), library.len());
+        let replan = old < 4 * UPCOMING || new * 10 > old * 11;
         self.library = library;
         if let Some(p) = &self.plugin {
             p.set_library(self.library.clone());
         }
-        if !same {
+        if replan {
             self.upcoming.clear();
+        } else if let Some(stale) =
+            self.upcoming.iter().position(|p| self.library.track(p.track.id).is_none_or(|t| **t != *p.track))
+        {
+            self.upcoming.truncate(stale);
         }
         self.refill();
     }
@@ -514,6 +522,27 @@ mod tests {
                 assert!(mean < 0.75 * random_step, "{name}: mean step {mean:.2} vs random {random_step:.2}");
             }
         }
+    }
+
+    #[test]
+    fn a_large_library_keeps_its_plan_when_one_track_arrives() {
+        let all = crate::synth::catalogue(60, 3);
+        let source = "fn next_track(ctx) { ctx.candidates[0].id }";
+        let lib = Arc::new(Library::build(&all[..59], Default::default()));
+        let mut s = Scheduler::new(lib.clone(), Rules::default(), "t", Plugin::compile("t", source, Limits::default(), 1));
+        let plan: Vec<i64> = s.upcoming().iter().map(|p| p.track.id).collect();
+        let mut grown = (*lib).clone();
+        grown.update(&all);
+        s.set_library(Arc::new(grown.clone()));
+        assert_eq!(plan, s.upcoming().iter().map(|p| p.track.id).collect::<Vec<_>>());
+        // A planned track that is gone takes the rest of the plan with it.
+        let gone = plan[2];
+        let rest: Vec<Arc<Track>> = all.iter().filter(|t| t.id != gone).cloned().collect();
+        grown.update(&rest);
+        s.set_library(Arc::new(grown));
+        let now: Vec<i64> = s.upcoming().iter().map(|p| p.track.id).collect();
+        assert_eq!(now[..2], plan[..2]);
+        assert!(!now.contains(&gone) && now.len() == UPCOMING, "{now:?}");
     }
 
     #[test]

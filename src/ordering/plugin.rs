@@ -12,7 +12,6 @@
 //! built with Rhai's `sync` feature, so a compiled plugin can be checked on
 //! the watcher thread and then handed to the scheduler.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,8 +113,6 @@ pub struct PickContext<'a> {
 struct Host {
     library: Arc<Library>,
     rng: SmallRng,
-    /// Each track as a Rhai map, made once per library.
-    maps: HashMap<i64, Dynamic>,
 }
 
 /// A compiled plugin, ready to pick.
@@ -174,7 +171,6 @@ impl Plugin {
         let host = Arc::new(Mutex::new(Host {
             library: Arc::new(Library::new(Default::default())),
             rng: SmallRng::seed_from_u64(seed),
-            maps: HashMap::new(),
         }));
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let epoch = Instant::now();
@@ -206,20 +202,15 @@ impl Plugin {
 
     /// Points the host functions at a new library (tracks, graph, tour).
     pub fn set_library(&self, library: Arc<Library>) {
-        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
-        if Arc::ptr_eq(&host.library, &library) {
-            return;
-        }
-        host.maps = library.tracks().iter().map(|t| (t.id, Dynamic::from_map(track_map(t)))).collect();
-        host.library = library;
+        self.host.lock().unwrap_or_else(|p| p.into_inner()).library = library;
     }
 
     /// Asks the plugin for the next track. The id it returns must be one of
     /// the candidates.
     pub fn pick(&self, ctx: &PickContext<'_>) -> Result<i64, PluginError> {
         let arg = {
-            let host = self.host.lock().unwrap_or_else(|p| p.into_inner());
-            let as_map = |t: &Arc<Track>| host.maps.get(&t.id).cloned().unwrap_or_else(|| Dynamic::from_map(track_map(t)));
+            // Made per pick: a script may change its copy freely.
+            let as_map = |t: &Arc<Track>| Dynamic::from_map(track_map(t));
             let mut m = Map::new();
             m.insert("current".into(), ctx.current.map(as_map).unwrap_or(Dynamic::UNIT));
             m.insert("candidates".into(), Dynamic::from_array(ctx.candidates.iter().map(as_map).collect()));
