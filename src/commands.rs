@@ -147,7 +147,7 @@ pub fn plugin_check(config: &Config, path: &Path, picks: usize) -> anyhow::Resul
         config.paths.catalog_db().display()
     );
     let o = &config.ordering;
-    let library = std::sync::Arc::new(Library::build(&playable, o.weights));
+    let library = std::sync::Arc::new(Library::build(&playable, o.weights(&config.mixer)));
     let checked = Plugin::load(path, o.limits, o.seed.unwrap_or(1))
         .and_then(|p| dry_run(&p, &library, &o.rules(), &[], picks).map(|t| (p, t)));
     let (plugin, tracks) = match checked {

@@ -174,6 +174,11 @@ impl Default for OrderingConfig {
 }
 
 impl OrderingConfig {
+    /// The distance weights, with the tempo limit from the mixer.
+    pub fn weights(&self, mixer: &MixerConfig) -> Weights {
+        Weights { tempo_limit: mixer.max_tempo_change, ..self.weights }
+    }
+
     pub fn rules(&self) -> Rules {
         Rules {
             no_repeat_tracks: self.no_repeat_tracks,

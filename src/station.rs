@@ -71,7 +71,7 @@ pub fn scheduler(config: &Config, playable: &[Arc<Track>], seed: u64) -> Schedul
     if let Err(e) = ordering::ensure_plugins(&o.plugins_dir) {
         tracing::warn!("cannot create {}: {e}", o.plugins_dir.display());
     }
-    let library = Arc::new(Library::build(playable, o.weights));
+    let library = Arc::new(Library::build(playable, o.weights(&config.mixer)));
     let plugin = Plugin::load(&o.plugin_path(), o.limits, seed);
     Scheduler::new(library, o.rules(), &o.plugin, plugin)
 }

@@ -347,13 +347,15 @@ impl Mix {
 /// The built-in demo library: eight tracks, 100–140 BPM, different keys.
 pub fn demo_specs(seconds: f64) -> Vec<TrackSpec> {
     const TRACKS: [(&str, &str, f64, u8, bool); 8] = [
+        // Artists alternate along the tempo ladder, so tempo neighbours can
+        // follow each other under the artist-separation rule.
         ("Morning Signal", "Carrier Wave", 100.0, 9, true),
-        ("Tape Loop Garden", "Carrier Wave", 106.0, 0, false),
-        ("Night Bus", "The Relays", 112.0, 2, true),
-        ("Glass Harbour", "The Relays", 118.0, 7, false),
-        ("Open Circuit", "Low Orbit", 124.0, 4, true),
-        ("Second Sunrise", "Low Orbit", 128.0, 5, false),
-        ("Crosstown", "Mirror Room", 134.0, 11, true),
+        ("Tape Loop Garden", "The Relays", 106.0, 0, false),
+        ("Night Bus", "Low Orbit", 112.0, 2, true),
+        ("Glass Harbour", "Mirror Room", 118.0, 7, false),
+        ("Open Circuit", "Carrier Wave", 124.0, 4, true),
+        ("Second Sunrise", "The Relays", 128.0, 5, false),
+        ("Crosstown", "Low Orbit", 134.0, 11, true),
         ("Last Transmission", "Mirror Room", 140.0, 10, false),
     ];
     TRACKS

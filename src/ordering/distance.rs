@@ -5,7 +5,7 @@
 //!
 //! | term     | 0 when                          | 1 when                                   |
 //! |----------|---------------------------------|------------------------------------------|
-//! | tempo    | same tempo, or exactly ½× / 2×  | 8% apart after octave folding (linear)   |
+//! | tempo    | same tempo, or exactly ½× / 2×  | the mixer's stretch limit apart (8%)     |
 //! | key      | same Camelot key                | 3+ steps around the wheel (see below)    |
 //! | energy   | same energy                     | 0.2 apart (energy is 0..1)               |
 //! | loudness | same integrated loudness        | 6 LU apart                               |
@@ -13,7 +13,10 @@
 //! | artist   | different artists               | the same artist                          |
 //!
 //! Tempo is octave-aware because the mixer beatmatches 70 BPM against 140
-//! at half/double time. Key steps count moves on the Camelot wheel: one
+//! at half/double time. Past the mixer's stretch limit (`mixer.max_tempo_change`)
+//! a pair can only be crossfaded, so the term jumps by 1 there: the tour
+//! then prefers a run of mixable steps and one big jump to a zigzag of
+//! steps that are all just too far. Key steps count moves on the Camelot wheel: one
 //! number round the wheel or a switch between A and B at the same number is
 //! one step. 0 steps costs 0, 1 step (a harmonic mix) 0.2, 2 steps 0.6, more
 //! 1.0; an unknown key costs 0.5. The sum is symmetric, so the tour can be
@@ -23,8 +26,6 @@ use serde::Deserialize;
 
 use crate::catalog::Track;
 
-/// The tempo difference that costs 1.0 (the mixer's default stretch limit).
-const TEMPO_UNIT: f64 = 0.08;
 const ENERGY_UNIT: f64 = 0.2;
 const LOUDNESS_UNIT_LU: f64 = 6.0;
 const KEY_COST: [f64; 4] = [0.0, 0.2, 0.6, 1.0];
@@ -39,11 +40,15 @@ pub struct Weights {
     pub loudness: f64,
     pub genre: f64,
     pub artist: f64,
+    /// The tempo change that costs 1.0: the mixer's stretch limit
+    /// (`mixer.max_tempo_change`), not a key of this section.
+    #[serde(skip)]
+    pub tempo_limit: f64,
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { tempo: 1.0, key: 0.6, energy: 0.5, loudness: 0.2, genre: 0.3, artist: 0.5 }
+        Weights { tempo: 1.0, key: 0.6, energy: 0.5, loudness: 0.2, genre: 0.3, artist: 0.5, tempo_limit: 0.08 }
     }
 }
 
@@ -116,18 +121,28 @@ impl Features {
     }
 }
 
-/// Tempo term alone: octave-folded difference in units of 8%.
-pub fn tempo_term(a: f64, b: f64) -> f64 {
-    if !(a > 0.0 && b > 0.0) {
-        return 1.0;
+/// The tempo change between two tracks as a fraction (0.03 = 3%), after
+/// folding to the nearest octave (70 and 140 BPM: 0). Infinite if unknown.
+pub fn tempo_change(a_bpm: f64, b_bpm: f64) -> f64 {
+    if !(a_bpm > 0.0 && b_bpm > 0.0) {
+        return f64::INFINITY;
     }
-    folded_tempo(a.log2(), b.log2())
+    folded_change(a_bpm.log2(), b_bpm.log2())
 }
 
-/// |log2 ratio| folded to the nearest octave, in units of `TEMPO_UNIT`.
-fn folded_tempo(log_a: f64, log_b: f64) -> f64 {
+fn folded_change(log_a: f64, log_b: f64) -> f64 {
     let r = log_b - log_a;
-    (r - r.round()).abs() / (1.0 + TEMPO_UNIT).log2()
+    (r - r.round()).abs().exp2() - 1.0
+}
+
+/// Tempo term: the change in units of the stretch limit, plus 1 beyond it.
+fn tempo_term(change: f64, limit: f64) -> f64 {
+    let t = change / limit.max(1e-6);
+    if t > 1.0 {
+        t + 1.0
+    } else {
+        t
+    }
 }
 
 /// Key term alone, from Camelot codes.
@@ -141,7 +156,7 @@ pub fn key_term(a: Option<Camelot>, b: Option<Camelot>) -> f64 {
 /// The weighted distance between two tracks.
 pub fn distance(w: &Weights, a: &Features, b: &Features) -> f64 {
     let tempo = match (a.log_bpm, b.log_bpm) {
-        (Some(x), Some(y)) => folded_tempo(x, y),
+        (Some(x), Some(y)) => tempo_term(folded_change(x, y), w.tempo_limit),
         _ => 1.0,
     };
     let genre = match (a.genre.is_empty(), b.genre.is_empty()) {
@@ -174,9 +189,12 @@ mod tests {
 
     #[test]
     fn tempo_is_octave_aware() {
-        assert!(tempo_term(70.0, 140.0) < 1e-9);
-        assert!((tempo_term(120.0, 129.6) - 1.0).abs() < 1e-9, "8% costs 1");
-        assert!(tempo_term(120.0, 90.0) > 3.0, "a fourth apart is far");
+        assert!(tempo_change(70.0, 140.0) < 1e-9);
+        assert!((tempo_change(120.0, 129.6) - 0.08).abs() < 1e-9);
+        assert!((tempo_change(129.6, 120.0) - 0.08).abs() < 1e-9, "symmetric");
+        assert!((tempo_term(0.08, 0.08) - 1.0).abs() < 1e-9, "the limit costs 1");
+        assert!(tempo_term(0.0801, 0.08) > 2.0, "past the limit only a crossfade: +1");
+        assert!(tempo_change(120.0, 90.0) > 0.3, "a fourth apart is far");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope, AST, FLOAT, INT};
 use serde::{Deserialize, Serialize};
 
-use super::distance::{key_term, tempo_term, Camelot};
+use super::distance::{key_term, tempo_change, Camelot};
 use super::tour::Library;
 use crate::catalog::Track;
 
@@ -392,8 +392,7 @@ fn build_engine(
     e.register_fn("tempo_change", move |a: Dynamic, b: Dynamic| -> RhaiResult<FLOAT> {
         let host = h.lock().unwrap_or_else(|p| p.into_inner());
         let (a, b) = (lookup(&host, &a, "tempo_change")?, lookup(&host, &b, "tempo_change")?);
-        // tempo_term is in units of 8%; plugins get a plain fraction.
-        Ok(tempo_term(a.bpm, b.bpm) * 0.08)
+        Ok(tempo_change(a.bpm, b.bpm))
     });
     let h = host;
     e.register_fn("random", move || -> FLOAT { h.lock().unwrap_or_else(|p| p.into_inner()).rng.random::<f64>() });
