@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use nonstop::ordering::distance::tempo_change;
 use nonstop::ordering::plugin::{Clock, Limits, PickContext, Plugin};
 use nonstop::ordering::tour::Library;
 use nonstop::ordering::SHIPPED_PLUGINS;
@@ -31,9 +32,21 @@ fn main() {
         let t1 = Instant::now();
         updated.update(&more);
         let update_s = t1.elapsed().as_secs_f64();
+        // Steps the mixer can beatmatch (tempo within its 8% stretch limit).
+        let mixable = |order: &[i64]| {
+            let ok = (0..order.len())
+                .filter(|&i| {
+                    let (a, b) = (library.track(order[i]).unwrap(), library.track(order[(i + 1) % order.len()]).unwrap());
+                    tempo_change(a.bpm, b.bpm) <= 0.08
+                })
+                .count();
+            100.0 * ok as f64 / order.len() as f64
+        };
         println!(
-            "{n:>6} tracks: graph + tour built in {build_s:.2} s; tour/random length {:.3}; +1% tracks updated in {:.0} ms",
+            "{n:>6} tracks: graph + tour built in {build_s:.2} s; tour/random length {:.3}; steps within 8% tempo: tour {:.1}%, random {:.1}%; +1% tracks updated in {:.0} ms",
             library.tour_length() / random,
+            mixable(&library.tour()),
+            mixable(&ids),
             update_s * 1000.0
         );
         for (file, source) in SHIPPED_PLUGINS.iter().filter(|(f, _)| f.ends_with(".rhai")) {
