@@ -80,12 +80,9 @@ pub fn scheduler(config: &Config, playable: &[Arc<Track>], seed: u64) -> Schedul
 /// updated on a copy, outside the lock, and swapped in.
 fn update_library(scheduler: &Mutex<Scheduler>, tracks: &[Arc<Track>]) {
     let current = scheduler.lock().unwrap_or_else(|p| p.into_inner()).library();
-    if current.tracks() == tracks {
-        return;
+    if let Some(next) = current.with_tracks(tracks) {
+        scheduler.lock().unwrap_or_else(|p| p.into_inner()).set_library(Arc::new(next));
     }
-    let mut next = (*current).clone();
-    next.update(tracks);
-    scheduler.lock().unwrap_or_else(|p| p.into_inner()).set_library(Arc::new(next));
 }
 
 /// A running station.

@@ -121,6 +121,11 @@ pub fn dry_run(
     Ok(out)
 }
 
+/// Local time as shown on /status: RFC 3339 to the second.
+fn timestamp(t: chrono::DateTime<chrono::Local>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
 /// A planned pick and who chose it.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -256,10 +261,10 @@ impl Scheduler {
 
     /// Removes one track (it failed on air).
     pub fn remove(&mut self, id: i64) {
-        let mut library = (*self.library).clone();
-        let tracks: Vec<Arc<Track>> = library.tracks().iter().filter(|t| t.id != id).cloned().collect();
-        library.update(&tracks);
-        self.set_library(Arc::new(library));
+        let tracks: Vec<Arc<Track>> = self.library.tracks().iter().filter(|t| t.id != id).cloned().collect();
+        if let Some(library) = self.library.with_tracks(&tracks) {
+            self.set_library(Arc::new(library));
+        }
     }
 
     /// Takes the next pick, or `None` when nothing is playable.
@@ -340,7 +345,7 @@ impl Scheduler {
             message: error.message,
             line: error.line,
             during,
-            at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            at: timestamp(chrono::Local::now()),
         });
     }
 
@@ -348,29 +353,24 @@ impl Scheduler {
         while !self.library.is_empty() && self.upcoming.len() < UPCOMING {
             let history = self.history();
             let ahead: f64 = self.upcoming.iter().map(|p| p.track.duration_s).sum();
-            let choice = match self.plugin.clone() {
-                Some(p) => {
-                    match pick(&self.library, &self.rules, &p, &history, (self.clock)(Duration::from_secs_f64(ahead))) {
-                        Ok(track) => Some(Planned { track, by: p.name.clone() }),
-                        Err(e) => {
-                            self.fallbacks += 1;
-                            self.record(e, "pick");
-                            None
-                        }
+            let planned = match self.plugin.clone() {
+                Some(p) => match pick(&self.library, &self.rules, &p, &history, (self.clock)(Duration::from_secs_f64(ahead))) {
+                    Ok(track) => Planned { track, by: p.name.clone() },
+                    Err(e) => {
+                        self.fallbacks += 1;
+                        self.record(e, "pick");
+                        self.tour_planned(&history, FALLBACK)
                     }
-                }
-                None => None,
-            };
-            let planned = match choice {
-                Some(p) => p,
-                None => {
-                    let by = if self.plugin.is_some() { FALLBACK } else { BUILTIN };
-                    let track = tour_pick(&self.library, &self.rules, &history).expect("the library is not empty");
-                    Planned { track, by: by.to_string() }
-                }
+                },
+                None => self.tour_planned(&history, BUILTIN),
             };
             self.upcoming.push_back(planned);
         }
+    }
+
+    fn tour_planned(&self, history: &[Arc<Track>], by: &str) -> Planned {
+        let track = tour_pick(&self.library, &self.rules, history).expect("the library is not empty");
+        Planned { track, by: by.to_string() }
     }
 
     pub fn status(&self) -> OrderingStatus {
@@ -379,7 +379,7 @@ impl Scheduler {
         OrderingStatus {
             plugin: self.configured.clone(),
             version: self.plugin.as_ref().map(|p| p.version.clone()),
-            loaded_at: self.plugin.as_ref().map(|p| p.loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
+            loaded_at: self.plugin.as_ref().map(|p| timestamp(p.loaded_at)),
             reloads: self.reloads,
             errors: self.errors,
             fallbacks: self.fallbacks,

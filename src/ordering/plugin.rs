@@ -208,8 +208,10 @@ impl Plugin {
     /// Asks the plugin for the next track. The id it returns must be one of
     /// the candidates.
     pub fn pick(&self, ctx: &PickContext<'_>) -> Result<i64, PluginError> {
-        let arg = {
-            // Made per pick: a script may change its copy freely.
+        // Made per call (the argument is moved into the script, which may
+        // change its copy freely); a second call happens only to locate a
+        // cut-off, so a successful pick builds the context once.
+        let arg = || {
             let as_map = |t: &Arc<Track>| Dynamic::from_map(track_map(t));
             let mut m = Map::new();
             m.insert("current".into(), ctx.current.map(as_map).unwrap_or(Dynamic::UNIT));
@@ -222,7 +224,7 @@ impl Plugin {
             m.insert("clock".into(), Dynamic::from_map(clock));
             Dynamic::from_map(m)
         };
-        let value = match self.call(&self.engine, arg.clone()) {
+        let value = match self.call(&self.engine, arg()) {
             Ok(v) => v,
             Err(e) => {
                 let mut error = self.runtime_error(&e);
@@ -230,15 +232,13 @@ impl Plugin {
                     // Limits stop a script without a position: run the pick
                     // again, stepping, to learn where it was cut off.
                     self.tracer_line.store(0, Ordering::Relaxed);
-                    let _ = self.call(&self.tracer, arg);
+                    let _ = self.call(&self.tracer, arg());
                     error.line = Some(self.tracer_line.load(Ordering::Relaxed)).filter(|l| *l > 0);
                 }
                 return Err(error);
             }
         };
-        let id = if let Some(id) = value.clone().try_cast::<INT>() {
-            id
-        } else {
+        let Ok(id) = value.as_int() else {
             return Err(PluginError::new(
                 format!("{ENTRY} must return a track id (an integer), but returned {} `{value}`", value.type_name()),
                 self.entry_line,
@@ -300,10 +300,10 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 /// A track argument: an id, or a track map (its `id`).
 fn id_arg(v: &Dynamic, func: &str) -> RhaiResult<INT> {
-    if let Some(id) = v.clone().try_cast::<INT>() {
+    if let Ok(id) = v.as_int() {
         return Ok(id);
     }
-    if let Some(id) = v.read_lock::<Map>().and_then(|m| m.get("id").and_then(|id| id.clone().try_cast::<INT>())) {
+    if let Some(id) = v.read_lock::<Map>().and_then(|m| m.get("id").and_then(|id| id.as_int().ok())) {
         return Ok(id);
     }
     Err(format!("{func}: expected a track or a track id, got {}", v.type_name()).into())

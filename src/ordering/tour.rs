@@ -128,6 +128,16 @@ impl Library {
         true
     }
 
+    /// A copy brought to `tracks`, or `None` if it already holds exactly
+    /// those (no copy made). For updating off a lock.
+    pub fn with_tracks(&self, tracks: &[Arc<Track>]) -> Option<Library> {
+        if self.tracks == tracks {
+            return None;
+        }
+        let mut next = self.clone();
+        next.update(tracks).then_some(next)
+    }
+
     /// The playable set, by id.
     pub fn tracks(&self) -> &[Arc<Track>] {
         &self.tracks

@@ -89,9 +89,9 @@ fn reload(settings: &ReloadSettings, scheduler: &Mutex<Scheduler>) {
             return;
         }
     };
-    let (library, history, active) = {
+    let (library, history, rules, active) = {
         let s = lock();
-        (s.library(), s.history(), s.plugin_version().map(str::to_string))
+        (s.library(), s.history(), *s.rules(), s.plugin_version().map(str::to_string))
     };
     if active.as_deref() == Some(version_of(&source).as_str()) {
         // Saved without changes, or back to the version that is playing.
@@ -99,7 +99,6 @@ fn reload(settings: &ReloadSettings, scheduler: &Mutex<Scheduler>) {
         return;
     }
     let name = super::plugin::name_of(&settings.file);
-    let rules = *lock().rules();
     let checked = Plugin::compile(&name, &source, settings.limits, settings.seed)
         .and_then(|p| dry_run(&p, &library, &rules, &history, DRY_RUN_PICKS).map(|_| p));
     match checked {
