@@ -90,8 +90,7 @@ pub fn analyze(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
 /// `nonstop scan`: analyses the library with a progress bar and a summary.
 pub fn scan(config: &Config) -> anyhow::Result<()> {
     let library = config.paths.library();
-    let catalog = Catalog::open(&config.paths.catalog_db())?;
-    let sync = catalog.sync(&library)?;
+    let (catalog, _, sync) = nonstop::station::open_catalog(config)?;
     println!(
         "{}: {} audio files, {} unchanged, {} to analyse, {} removed",
         library.display(),
@@ -108,7 +107,7 @@ pub fn scan(config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let mut failures = Vec::new();
-    let report = analyse_pending(&catalog, workers(), &stop, |path, result| {
+    let report = analyse_pending(&catalog, workers(), config.library.limits(), &stop, |path, result| {
         bar.inc(1);
         bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         if let Err(e) = result {
@@ -306,10 +305,24 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
     Ok(())
 }
 
-/// `nonstop render --minutes N --out FILE.mp3`: the station's stream,
-/// unpaced, with the speed and where the time goes.
-pub fn render(config: &Config, minutes: f64, out: &Path) -> anyhow::Result<()> {
-    let r = nonstop::station::render_offline(config, minutes, out)?;
+/// `nonstop render --minutes N --out FILE.mp3 [--memory-log FILE.csv]`:
+/// the station's stream, unpaced, with the speed, where the time goes and
+/// the peak memory; the memory log gets `audio_s,rss_bytes` once a second.
+pub fn render(config: &Config, minutes: f64, out: &Path, memory_log: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut log = match memory_log {
+        Some(p) => {
+            let mut f = std::fs::File::create(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            writeln!(f, "audio_s,rss_bytes")?;
+            Some(f)
+        }
+        None => None,
+    };
+    let r = nonstop::station::render_offline(config, minutes, out, |audio_s| {
+        if let Some(f) = &mut log {
+            let _ = writeln!(f, "{audio_s:.0},{}", nonstop::cpu::rss_bytes());
+        }
+    })?;
     let pct = |x: f64| 100.0 * x / r.cpu_s.max(1e-9);
     let before_encoder = r.decode_s + r.transition_s;
     println!(
@@ -337,5 +350,6 @@ pub fn render(config: &Config, minutes: f64, out: &Path) -> anyhow::Result<()> {
         r.transitions_beatmatched,
         r.transitions_crossfade
     );
+    println!("peak memory (RSS): {:.1} MiB", r.peak_rss_bytes as f64 / (1024.0 * 1024.0));
     Ok(())
 }

@@ -32,6 +32,7 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub paths: PathsConfig,
+    pub library: LibraryConfig,
     pub stream: StreamConfig,
     pub queues: QueuesConfig,
     pub mixer: MixerConfig,
@@ -83,6 +84,33 @@ impl PathsConfig {
     }
     pub fn catalog_db(&self) -> PathBuf {
         self.data_dir.join("catalog.sqlite")
+    }
+    /// The demo library's folder (made only while the library holds no audio).
+    pub fn demo(&self) -> PathBuf {
+        self.data_dir.join("demo")
+    }
+}
+
+/// `[library]`: how the library is indexed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibraryConfig {
+    /// Files longer than this are not analysed (failed, with the reason). Default: `60.0`.
+    pub max_track_minutes: f64,
+    /// The library is rescanned this often even without file-system events
+    /// (network mounts, a watcher that failed), minutes. Default: `5.0`.
+    pub rescan_minutes: f64,
+}
+
+impl Default for LibraryConfig {
+    fn default() -> Self {
+        LibraryConfig { max_track_minutes: 60.0, rescan_minutes: 5.0 }
+    }
+}
+
+impl LibraryConfig {
+    pub fn limits(&self) -> crate::analysis::AnalysisLimits {
+        crate::analysis::AnalysisLimits { max_seconds: self.max_track_minutes * 60.0 }
     }
 }
 
@@ -354,6 +382,19 @@ impl Config {
         check((-40.0..=0.0).contains(&m.target_lufs), "mixer.target_lufs", m.target_lufs.to_string(), "must be -40..=0")?;
         check((0.0..=24.0).contains(&m.max_gain_db), "mixer.max_gain_db", m.max_gain_db.to_string(), "must be 0..=24")?;
         check((-12.0..=0.0).contains(&m.ceiling_dbtp), "mixer.ceiling_dbtp", m.ceiling_dbtp.to_string(), "must be -12..=0")?;
+        let lib = &self.library;
+        check(
+            lib.max_track_minutes.is_finite() && (1.0..=600.0).contains(&lib.max_track_minutes),
+            "library.max_track_minutes",
+            lib.max_track_minutes.to_string(),
+            "must be between 1 and 600 minutes",
+        )?;
+        check(
+            lib.rescan_minutes.is_finite() && (0.1..=1440.0).contains(&lib.rescan_minutes),
+            "library.rescan_minutes",
+            lib.rescan_minutes.to_string(),
+            "must be between 0.1 and 1440 minutes",
+        )?;
         let o = &self.ordering;
         check(
             !o.plugin.is_empty() && o.plugin.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),

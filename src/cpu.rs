@@ -1,4 +1,4 @@
-//! CPU time of this process or thread, from `/proc` (Linux), for the speed
+//! CPU time and memory of this process or thread, from `/proc` (Linux), for the speed
 //! figures of benchmarks and `nonstop render`: CPU seconds, not wall
 //! seconds, so a busy machine does not skew them.
 
@@ -19,6 +19,29 @@ pub fn thread_seconds() -> f64 {
 /// CPU seconds used by the whole process, all threads.
 pub fn process_seconds() -> f64 {
     stat_seconds("/proc/self/stat")
+}
+
+/// A `VmXXX:` line of /proc/self/status in bytes; 0 where unknown.
+fn status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resident memory of this process now, bytes.
+pub fn rss_bytes() -> u64 {
+    status_kb("VmRSS:")
+}
+
+/// Peak resident memory of this process so far, bytes.
+pub fn peak_rss_bytes() -> u64 {
+    status_kb("VmHWM:")
 }
 
 #[cfg(test)]

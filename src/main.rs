@@ -51,10 +51,15 @@ enum Command {
     },
     /// Render N minutes of the station unpaced to an MP3 file and print the speed.
     Render {
+        /// Minutes of audio to render.
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
+        /// Output MP3 file.
         #[arg(long, value_name = "FILE.mp3")]
         out: PathBuf,
+        /// Write the process's memory (audio_s,rss_bytes) once a second to this CSV file.
+        #[arg(long, value_name = "FILE.csv")]
+        memory_log: Option<PathBuf>,
         #[command(flatten)]
         args: ServeArgs,
     },
@@ -124,13 +129,34 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,symphonia=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    // Panics are contained where they happen (one file, one stage) and
+    // reported there; the hook only logs one line instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::warn!("thread '{}' panicked{at}: {message}", thread.name().unwrap_or("unnamed"));
+    }));
+    // User errors print as messages, whatever RUST_BACKTRACE says.
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -141,7 +167,9 @@ fn main() -> anyhow::Result<()> {
             let args = ServeArgs { config, ..Default::default() };
             return commands::mix(&load_config(&args)?, &a, &b, &out, json);
         }
-        Some(Command::Render { minutes, out, args }) => return commands::render(&load_config(&args)?, minutes, &out),
+        Some(Command::Render { minutes, out, memory_log, args }) => {
+            return commands::render(&load_config(&args)?, minutes, &out, memory_log.as_deref())
+        }
         Some(Command::Plugin { action: PluginAction::Check { path, picks, args } }) => {
             return exit_if_none_ok(commands::plugin_check(&load_config(&args)?, &path, picks)?)
         }

@@ -2,27 +2,29 @@
 //! bound listener, and tears them down in order. `main` and the integration
 //! tests both start the station through here.
 //!
-//! Threads: mixer and encoder (OS threads), scan and catalogue reads
+//! Threads: planner, mixer and encoder ([`Pipeline`]), indexer, plugin
+//! watcher (OS threads, each supervised); catalogue reads at start-up
 //! (blocking pool). Tasks: broadcaster and HTTP (tokio).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broadcast::{self, Hub};
-use crate::catalog::{self, Catalog, CatalogError, ScanReport};
+use crate::catalog::{self, Catalog, CatalogError, IndexerSettings, ScanReport, Track};
 use crate::config::Config;
-use crate::encoder::{self, LameError, LameSettings};
+use crate::encoder::{self, Frame, LameError, LameSettings};
 use crate::http::{self, HttpState, StatusSource};
 use crate::mixer::{self, MixerSettings};
-use crate::catalog::Track;
 use crate::ordering::plugin::Plugin;
 use crate::ordering::tour::Library;
-use crate::ordering::{self, PluginWatcher, ReloadSettings, Scheduler};
+use crate::ordering::{self, Planner, PluginWatcher, ReloadSettings, Scheduler};
 use crate::stats::Stats;
 use crate::units::MP3_FRAME_SAMPLES;
 
@@ -42,12 +44,6 @@ pub enum StationError {
     Thread(#[from] std::io::Error),
 }
 
-/// Resolves once `shutdown` turns true (or its sender is gone). The watch
-/// guard is dropped inside, so the future stays `Send`.
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
 /// The encoder's settings from the configuration (server and render alike).
 fn lame_settings(config: &Config) -> LameSettings {
     LameSettings {
@@ -55,11 +51,6 @@ fn lame_settings(config: &Config) -> LameSettings {
         bitrate_kbps: config.stream.bitrate_kbps,
         quality: config.stream.lame_quality,
     }
-}
-
-/// The mixer's settings from the configuration (server and render alike).
-fn mixer_settings(config: &Config) -> MixerSettings {
-    MixerSettings { rate: config.stream.rate(), transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES }
 }
 
 /// The scheduler from the configuration: the library (graph and tour) over
@@ -85,13 +76,104 @@ fn update_library(scheduler: &Mutex<Scheduler>, tracks: &[Arc<Track>]) {
     }
 }
 
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Opens the catalogue and brings it in line with the library: the demo
+/// library is made first if the library holds no audio, and the catalogue
+/// is told where it is. Blocking.
+pub fn open_catalog(config: &Config) -> Result<(Arc<Catalog>, Vec<PathBuf>, ScanReport), CatalogError> {
+    let library = config.paths.library();
+    let demo = config.paths.demo();
+    let has_demo = catalog::ensure_demo_library(&library, &demo, DEMO_TRACK_SECONDS, || {
+        tracing::info!(
+            "library {} holds no audio: synthesising the demo library into {} (about 10 s)",
+            library.display(),
+            demo.display()
+        )
+    })?;
+    let catalog = Catalog::open(&config.paths.catalog_db())?;
+    let mut roots = vec![library];
+    if has_demo {
+        catalog.set_demo(demo.clone());
+        roots.push(demo);
+    }
+    let refs: Vec<&std::path::Path> = roots.iter().map(|p| p.as_path()).collect();
+    let scan = catalog.sync_roots(&refs)?;
+    Ok((Arc::new(catalog), roots, scan))
+}
+
+/// The audio path from the scheduler to MP3 frames: the planner, mixer and
+/// encoder threads, each supervised, with the bounded PCM queue between
+/// mixer and encoder and the bounded frame queue after the encoder. The
+/// server and `nonstop render` build it the same way, from the same config.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    mixer: Option<JoinHandle<()>>,
+    encoder: Option<JoinHandle<()>>,
+    _planner: Planner,
+}
+
+/// Queue capacities from the configuration: PCM blocks, MP3 frame slots.
+fn queue_sizes(config: &Config) -> (usize, usize) {
+    let rate = config.stream.rate();
+    let pcm_blocks = (rate.frames_in(config.queues.pcm_s) as usize / PCM_BLOCK_FRAMES).max(1);
+    (pcm_blocks, rate.mp3_frames_in(config.queues.frames_s))
+}
+
+impl Pipeline {
+    /// The counters every stage reports into, sized for `config`'s queues.
+    pub fn stats(config: &Config) -> Arc<Stats> {
+        let (pcm_blocks, frame_slots) = queue_sizes(config);
+        Arc::new(Stats::new(config.stream.rate(), (pcm_blocks * PCM_BLOCK_FRAMES) as u64, frame_slots as u64))
+    }
+
+    /// Starts the stages; the frames come out of the returned receiver.
+    pub fn start(
+        config: &Config,
+        scheduler: Arc<Mutex<Scheduler>>,
+        catalog: Arc<Catalog>,
+        stats: Arc<Stats>,
+    ) -> Result<(Pipeline, tokio::sync::mpsc::Receiver<Frame>), StationError> {
+        let (pcm_blocks, frame_slots) = queue_sizes(config);
+        // Bounded in blocks (fixed size, so capacity in seconds is exact);
+        // crossbeam for a blocking send with timeout from the mixer thread.
+        let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(pcm_blocks);
+        // tokio mpsc: the encoder thread blocks on it, the broadcaster task
+        // polls it without blocking the runtime.
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(frame_slots);
+        let planner = Planner::spawn(scheduler.clone(), stats.components.planner.clone())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let settings = MixerSettings { rate: config.stream.rate(), transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
+        let mixer = mixer::spawn(settings, scheduler, catalog, pcm_tx, stats.clone(), stop.clone())?;
+        let encoder = encoder::spawn(lame_settings(config), pcm_rx, frames_tx, stats, stop.clone())?;
+        Ok((Pipeline { stop, mixer: Some(mixer), encoder: Some(encoder), _planner: planner }, frames_rx))
+    }
+
+    /// Stops the mixer (the encoder follows when the PCM queue closes) and
+    /// joins both. Blocking.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in [self.mixer.take(), self.encoder.take()].into_iter().flatten() {
+            if t.join().is_err() {
+                tracing::warn!("a pipeline thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A running station.
 pub struct Station {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    stop_mixer: Arc<AtomicBool>,
-    mixer: Option<JoinHandle<()>>,
-    encoder: Option<JoinHandle<Result<(), LameError>>>,
+    pipeline: Option<Pipeline>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     indexer: Option<catalog::Indexer>,
     _plugins: Option<PluginWatcher>,
@@ -105,20 +187,11 @@ impl Station {
     pub async fn start(config: Config, listener: TcpListener) -> Result<Station, StationError> {
         let config = Arc::new(config);
         let addr = listener.local_addr()?;
-        let rate = config.stream.rate();
 
         let cfg = config.clone();
-        let (catalog, scan) = tokio::task::spawn_blocking(move || -> Result<_, CatalogError> {
-            let library = cfg.paths.library();
-            catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS, || {
-                tracing::info!("library {} holds no audio: synthesising the demo library", library.display())
-            })?;
-            let catalog = Catalog::open(&cfg.paths.catalog_db())?;
-            let scan = catalog.sync(&library)?;
-            Ok((Arc::new(catalog), scan))
-        })
-        .await
-        .expect("library sync panicked")?;
+        let (catalog, roots, scan) = tokio::task::spawn_blocking(move || open_catalog(&cfg))
+            .await
+            .map_err(|e| StationError::Thread(std::io::Error::other(e.to_string())))??;
         tracing::info!(
             "library: {} files, {} unchanged, {} new or changed, {} removed",
             scan.files,
@@ -126,10 +199,10 @@ impl Station {
             scan.added,
             scan.removed
         );
-        let playable = {
-            let c = catalog.clone();
-            tokio::task::spawn_blocking(move || c.playable()).await.expect("catalogue read panicked")?
-        };
+        let c = catalog.clone();
+        let playable = tokio::task::spawn_blocking(move || c.playable())
+            .await
+            .map_err(|e| StationError::Thread(std::io::Error::other(e.to_string())))??;
         if playable.is_empty() {
             tracing::info!("no analysed tracks yet: the stream starts with the first one");
         }
@@ -137,51 +210,33 @@ impl Station {
         let cfg = config.clone();
         let scheduler = tokio::task::spawn_blocking(move || scheduler(&cfg, &playable, seed))
             .await
-            .expect("building the tour panicked");
+            .map_err(|e| StationError::Thread(std::io::Error::other(e.to_string())))?;
         let scheduler = Arc::new(Mutex::new(scheduler));
-        // Analysis runs in the background; each analysed file joins the schedule.
+        let stats = Pipeline::stats(&config);
+        // Analysis runs in the background; analysed files join the schedule.
         let (c, sched) = (catalog.clone(), scheduler.clone());
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let indexer = catalog::Indexer::spawn(catalog.clone(), config.paths.library(), workers, move || {
+        let indexer_settings = IndexerSettings {
+            roots,
+            workers: workers(),
+            limits: config.library.limits(),
+            rescan_every: Duration::from_secs_f64(config.library.rescan_minutes * 60.0),
+        };
+        let indexer = catalog::Indexer::spawn(catalog.clone(), indexer_settings, stats.components.indexer.clone(), move || {
             match c.playable() {
                 Ok(tracks) => update_library(&sched, &tracks),
                 Err(e) => tracing::warn!("{e}"),
             }
         })?;
         let reload = ReloadSettings { file: config.ordering.plugin_path(), limits: config.ordering.limits, seed };
-        let plugins = PluginWatcher::spawn(reload, scheduler.clone())
+        let plugins = PluginWatcher::spawn(reload, scheduler.clone(), stats.components.plugins.clone())
             .inspect_err(|e| {
                 tracing::warn!("cannot watch {}: {e}; plugin changes need a restart", config.ordering.plugins_dir.display())
             })
             .ok();
 
-        let pcm_capacity_frames = rate.frames_in(config.queues.pcm_s);
-        let pcm_blocks = (pcm_capacity_frames as usize / PCM_BLOCK_FRAMES).max(1);
-        let frame_slots = rate.mp3_frames_in(config.queues.frames_s);
-        let stats = Arc::new(Stats::new(rate, (pcm_blocks * PCM_BLOCK_FRAMES) as u64, frame_slots as u64));
-
-        // Bounded in blocks (fixed size, so capacity in seconds is exact);
-        // crossbeam for a blocking send with timeout from the mixer thread.
-        let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(pcm_blocks);
-        // tokio mpsc: the encoder thread blocks on it, the broadcaster task
-        // polls it without blocking the runtime.
-        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(frame_slots);
-
-        let lame = lame_settings(&config);
-        let silence = encoder::silence_frames(lame)?;
-        let stop_mixer = Arc::new(AtomicBool::new(false));
-        let mixer_settings = mixer_settings(&config);
-        let mixer = mixer::spawn(
-            mixer_settings,
-            scheduler.clone(),
-            catalog.clone(),
-            pcm_tx,
-            stats.clone(),
-            stop_mixer.clone(),
-        )?;
-        let encoder = encoder::spawn(lame, pcm_rx, frames_tx, stats.clone())?;
-
-        let hub = Hub::new(rate, config.stream.burst_s, config.stream.max_lag_s, stats.clone());
+        let silence = encoder::silence_frames(lame_settings(&config))?;
+        let (pipeline, frames_rx) = Pipeline::start(&config, scheduler.clone(), catalog.clone(), stats.clone())?;
+        let hub = Hub::new(config.stream.rate(), config.stream.burst_s, config.stream.max_lag_s, stats.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let status = StatusSource { config: config.clone(), stats, hub: hub.clone(), scheduler, catalog };
         let broadcaster = tokio::spawn(broadcast::run(hub.clone(), frames_rx, silence, shutdown_rx.clone()));
@@ -190,9 +245,7 @@ impl Station {
         Ok(Station {
             addr,
             shutdown,
-            stop_mixer,
-            mixer: Some(mixer),
-            encoder: Some(encoder),
+            pipeline: Some(pipeline),
             tasks: vec![broadcaster, server],
             indexer: Some(indexer),
             _plugins: plugins,
@@ -212,6 +265,11 @@ impl Station {
         self.addr
     }
 
+    /// The test switches for injected failures.
+    pub fn faults(&self) -> &crate::supervise::Faults {
+        &self.status.stats.faults
+    }
+
     /// Stops accepting, ends every listener's stream, stops the pipeline and
     /// joins its threads. The catalogue is closed when the last handle drops.
     pub async fn shutdown(mut self) {
@@ -219,20 +277,12 @@ impl Station {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        self.stop_mixer.store(true, Ordering::Relaxed);
-        let (mixer, encoder, indexer) = (self.mixer.take(), self.encoder.take(), self.indexer.take());
+        let (pipeline, indexer) = (self.pipeline.take(), self.indexer.take());
         let _ = tokio::task::spawn_blocking(move || {
             // Stops after the files in flight; the rest stay pending.
             drop(indexer);
-            if let Some(m) = mixer {
-                let _ = m.join();
-            }
-            if let Some(e) = encoder {
-                match e.join() {
-                    Ok(Err(err)) => tracing::warn!("encoder: {err}"),
-                    Err(_) => tracing::warn!("encoder thread panicked"),
-                    Ok(Ok(())) => {}
-                }
+            if let Some(p) = pipeline {
+                p.stop();
             }
         })
         .await;
@@ -243,7 +293,6 @@ impl Drop for Station {
     fn drop(&mut self) {
         // Dropped without shutdown(): at least stop the threads.
         let _ = self.shutdown.send(true);
-        self.stop_mixer.store(true, Ordering::Relaxed);
     }
 }
 
@@ -260,49 +309,47 @@ pub struct RenderReport {
     pub encode_s: f64,
     pub transitions_beatmatched: u64,
     pub transitions_crossfade: u64,
+    /// Peak resident memory of the process (VmHWM), bytes; 0 where unknown.
+    pub peak_rss_bytes: u64,
 }
 
-
 /// Renders `minutes` of the station's stream unpaced into `out` (MP3): the
-/// same catalogue, scheduler, mixer and encoder as the server, with the
-/// broadcaster and HTTP replaced by a file.
-pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> Result<RenderReport, StationError> {
+/// same catalogue, scheduler and pipeline as the server, with the
+/// broadcaster and HTTP replaced by a file. `on_progress` is called about
+/// once per second of wall time with the seconds of audio written.
+pub fn render_offline(
+    config: &Config,
+    minutes: f64,
+    out: &std::path::Path,
+    mut on_progress: impl FnMut(f64),
+) -> Result<RenderReport, StationError> {
     use std::io::Write;
     let rate = config.stream.rate();
-    let library = config.paths.library();
-    catalog::ensure_demo_library(&library, DEMO_TRACK_SECONDS, || {
-        tracing::info!("library {} holds no audio: synthesising the demo library", library.display())
-    })?;
-    let catalog = Arc::new(Catalog::open(&config.paths.catalog_db())?);
-    catalog.sync(&library)?;
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    catalog::analyse_pending(&catalog, workers, &AtomicBool::new(false), |_, _| {})?;
+    let (catalog, _, _) = open_catalog(config)?;
+    catalog::analyse_pending(&catalog, workers(), config.library.limits(), &AtomicBool::new(false), |_, _| {})?;
     let seed = config.ordering.seed.unwrap_or(1);
     let scheduler = Arc::new(Mutex::new(scheduler(config, &catalog.playable()?, seed)));
-    let stats = Arc::new(Stats::new(rate, 0, 0));
-    let (pcm_tx, pcm_rx) = crossbeam_channel::bounded(64);
-    let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel(256);
-    let lame = lame_settings(config);
-    let stop = Arc::new(AtomicBool::new(false));
-    let settings = mixer_settings(config);
+    let stats = Pipeline::stats(config);
     let (cpu0, wall0) = (crate::cpu::process_seconds(), std::time::Instant::now());
-    let mixer = mixer::spawn(settings, scheduler, catalog, pcm_tx, stats.clone(), stop.clone())?;
-    let encoder = encoder::spawn(lame, pcm_rx, frames_tx, stats.clone())?;
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(out).map_err(|source| CatalogError::Io { path: out.to_owned(), source })?,
-    );
+    let (pipeline, mut frames_rx) = Pipeline::start(config, scheduler, catalog, stats.clone())?;
+    let io = |source| CatalogError::Io { path: out.to_owned(), source };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
     let want = (minutes * 60.0 * rate.0 as f64 / MP3_FRAME_SAMPLES as f64).ceil() as u64;
     let mut frames = 0u64;
+    let mut last_progress = std::time::Instant::now();
     while frames < want {
         let Some(frame) = frames_rx.blocking_recv() else { break };
-        file.write_all(&frame.data).map_err(|source| CatalogError::Io { path: out.to_owned(), source })?;
+        stats.frames_queued.fetch_sub(1, Ordering::Relaxed);
+        file.write_all(&frame.data).map_err(io)?;
         frames += 1;
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = std::time::Instant::now();
+            on_progress(frames as f64 * MP3_FRAME_SAMPLES as f64 / rate.0 as f64);
+        }
     }
-    file.flush().map_err(|source| CatalogError::Io { path: out.to_owned(), source })?;
-    stop.store(true, Ordering::Relaxed);
+    file.flush().map_err(io)?;
     drop(frames_rx);
-    let _ = mixer.join();
-    let _ = encoder.join();
+    pipeline.stop();
     let ns = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
     Ok(RenderReport {
         audio_s: frames as f64 * MP3_FRAME_SAMPLES as f64 / rate.0 as f64,
@@ -313,5 +360,6 @@ pub fn render_offline(config: &Config, minutes: f64, out: &std::path::Path) -> R
         encode_s: ns(&stats.encode_ns),
         transitions_beatmatched: stats.transitions_beatmatched.load(Ordering::Relaxed),
         transitions_crossfade: stats.transitions_crossfade.load(Ordering::Relaxed),
+        peak_rss_bytes: crate::cpu::peak_rss_bytes(),
     })
 }

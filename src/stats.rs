@@ -3,10 +3,46 @@
 //! recent value, so `Relaxed` suffices everywhere.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::supervise::{Faults, Health, HealthReport};
 use crate::units::SampleRate;
+
+/// The supervised stages, each with its health.
+#[derive(Debug)]
+pub struct Components {
+    pub mixer: Arc<Health>,
+    pub encoder: Arc<Health>,
+    pub broadcaster: Arc<Health>,
+    pub indexer: Arc<Health>,
+    pub planner: Arc<Health>,
+    pub plugins: Arc<Health>,
+}
+
+impl Default for Components {
+    fn default() -> Self {
+        Components {
+            mixer: Health::new("mixer"),
+            encoder: Health::new("encoder"),
+            broadcaster: Health::new("broadcaster"),
+            indexer: Health::new("indexer"),
+            planner: Health::new("planner"),
+            plugins: Health::new("plugin watcher"),
+        }
+    }
+}
+
+impl Components {
+    pub fn all(&self) -> [&Arc<Health>; 6] {
+        [&self.mixer, &self.encoder, &self.broadcaster, &self.indexer, &self.planner, &self.plugins]
+    }
+
+    /// Name → health, for /status.
+    pub fn report(&self) -> std::collections::BTreeMap<&'static str, HealthReport> {
+        self.all().into_iter().map(|h| (h.name, h.report())).collect()
+    }
+}
 
 #[derive(Debug)]
 pub struct Stats {
@@ -43,7 +79,10 @@ pub struct Stats {
     /// Fallback crossfades (the reason is logged and kept with the transition).
     pub transitions_crossfade: AtomicU64,
     /// The latest transition.
-    pub transition: Mutex<Option<crate::mixer::TransitionInfo>>,
+    pub transition: Mutex<Option<crate::transition::TransitionInfo>>,
+    pub components: Components,
+    /// Test switches for injected failures.
+    pub faults: Faults,
 }
 
 impl Stats {
@@ -70,6 +109,8 @@ impl Stats {
             transitions_beatmatched: AtomicU64::new(0),
             transitions_crossfade: AtomicU64::new(0),
             transition: Mutex::new(None),
+            components: Components::default(),
+            faults: Faults::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use nonstop::catalog::{analyse_pending, Catalog};
 use crate::util::*;
 
 fn analyse(c: &Catalog) -> nonstop::catalog::AnalyseReport {
-    analyse_pending(c, 2, &AtomicBool::new(false), |_, _| {}).unwrap()
+    analyse_pending(c, 2, Default::default(), &AtomicBool::new(false), |_, _| {}).unwrap()
 }
 
 #[test]

@@ -100,7 +100,12 @@ async fn plugins_swap_live_and_broken_ones_are_rejected() {
     let swapped_at_byte = received.load(Ordering::Relaxed);
     let saved = Instant::now();
     std::fs::write(&file, PREFER).unwrap();
-    let s = wait_status(t.addr, Duration::from_secs(10), |s| s["ordering"]["reloads"] == 1).await;
+    // The planner thread makes the new picks just after the swap.
+    let planned = |s: &serde_json::Value| s["ordering"]["upcoming"].as_array().map_or(0, |u| u.len());
+    let s = wait_status(t.addr, Duration::from_secs(10), |s| {
+        s["ordering"]["reloads"] == 1 && planned(s) == nonstop::ordering::UPCOMING
+    })
+    .await;
     let o = &s["ordering"];
     assert_eq!(o["reloads"], 1, "{o}");
     assert_eq!(titles(&s)[0], "Target", "{o}");

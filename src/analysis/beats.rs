@@ -7,7 +7,7 @@
 //! resolution) and smoothed by a local linear fit over neighbouring beats
 //! (a grid that may bend, never jitter).
 
-use super::features::FPS;
+use super::features::{FINE_HOP, FPS, RATE};
 
 /// Penalty weight on tempo deviation between consecutive beats.
 const TIGHTNESS: f64 = 100.0;
@@ -15,18 +15,14 @@ const TIGHTNESS: f64 = 100.0;
 const FIT_HALF_WIDTH: usize = 8;
 /// Search radius of the fine onset refinement, seconds.
 const REFINE_RADIUS_S: f64 = 0.035;
-/// Resolution of the fine energy envelope, samples at 22.05 kHz (1 ms).
-const FINE_HOP: usize = 22;
-
-/// Moves each beat to the steepest rise of a 1 ms log-energy envelope of
-/// `mono` within ±35 ms: the frame-level tracker is good to about a frame
-/// (12 ms); beatmatching wants milliseconds.
-pub fn refine_onsets(mono: &[f32], rate: f64, beats: &[f64]) -> Vec<f64> {
-    let env: Vec<f32> = mono
-        .chunks(FINE_HOP)
-        .map(|c| (1e-9 + c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).ln())
-        .collect();
-    let fps = rate / FINE_HOP as f64;
+/// Moves each beat to the steepest rise of the 1 ms log-energy envelope
+/// `env` (`Features::fine`) within ±35 ms: the frame-level tracker is good
+/// to about a frame (12 ms); beatmatching wants milliseconds.
+pub fn refine_onsets(env: &[f32], beats: &[f64]) -> Vec<f64> {
+    if env.is_empty() {
+        return beats.to_vec();
+    }
+    let fps = RATE as f64 / FINE_HOP as f64;
     let radius = (REFINE_RADIUS_S * fps) as isize;
     // Rise over 3 ms: robust to single-sample noise.
     let rise = |i: isize| -> f32 {
@@ -195,7 +191,8 @@ mod tests {
         }
         // Start from beats 9 ms off, as the frame-level tracker may be.
         let rough: Vec<f64> = truth.iter().map(|t| t - 0.009).collect();
-        for (r, t) in refine_onsets(&mono, rate, &rough).iter().zip(&truth) {
+        let env = super::super::features::compute(&mono).fine;
+        for (r, t) in refine_onsets(&env, &rough).iter().zip(&truth) {
             assert!((r - t).abs() < 0.0015, "{r} vs {t}");
         }
     }

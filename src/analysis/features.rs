@@ -39,6 +39,9 @@ pub struct Features {
     pub brightness: Vec<f32>,
     /// Pitch-class profile per frame (C = 0), magnitude-weighted.
     pub chroma: Vec<[f32; 12]>,
+    /// Log energy per `FINE_HOP` samples (about 1 ms): where exactly a
+    /// beat's attack is.
+    pub fine: Vec<f32>,
 }
 
 impl Features {
@@ -68,51 +71,153 @@ fn bands() -> Vec<(usize, usize)> {
     edges.windows(2).map(|w| (w[0], w[1].max(w[0] + 1))).collect()
 }
 
+/// Resolution of the fine energy envelope, samples at `RATE` (1 ms).
+pub const FINE_HOP: usize = 22;
+
 /// Computes all frame features of `mono` (at `RATE`).
 pub fn compute(mono: &[f32]) -> Features {
-    let mut planner = RealFftPlanner::<f32>::new();
-    let fft = planner.plan_fft_forward(N_FFT);
-    let window: Vec<f32> = (0..N_FFT)
-        .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / N_FFT as f32).cos())
-        .collect();
-    let bands = bands();
-    let bin_hz = RATE as f32 / N_FFT as f32;
-    let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
-    let bright_bin = (2_000.0 / bin_hz) as usize;
-    let chroma_lo = (CHROMA_MIN_HZ / bin_hz).floor() as usize;
-    let chroma_hi = (CHROMA_MAX_HZ / bin_hz).ceil() as usize;
+    let mut x = Extractor::new();
+    x.push(mono);
+    x.finish()
+}
 
-    let frames = mono.len() / HOP + 1;
-    let mut f = Features {
-        onset: Vec::with_capacity(frames),
-        low_onset: Vec::with_capacity(frames),
-        energy: Vec::with_capacity(frames),
-        low_energy: Vec::with_capacity(frames),
-        brightness: Vec::with_capacity(frames),
-        chroma: Vec::with_capacity(frames),
-    };
-    let mut input = fft.make_input_vec();
-    let mut spectrum = fft.make_output_vec();
-    let mut scratch = fft.make_scratch_vec();
-    let mut mag = vec![0.0f32; N_FFT / 2 + 1];
-    let mut prev_bands = vec![0.0f32; bands.len()];
-    let mut cur_bands = vec![0.0f32; bands.len()];
-    let norm = 2.0 / N_FFT as f32;
-    for n in 0..frames {
-        // Centred frame: samples [n·HOP − N_FFT/2, n·HOP + N_FFT/2).
+/// The feature pass as a stream: mono samples at `RATE` in, any block
+/// size, features out at the end. Only the last FFT window of audio is kept,
+/// so memory grows with the feature frames (about 6 KB per second of
+/// audio), not with the audio (88 KB per second).
+pub struct Extractor {
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    window: Vec<f32>,
+    bands: Vec<(usize, usize)>,
+    low_bin: usize,
+    bright_bin: usize,
+    chroma_lo: usize,
+    chroma_hi: usize,
+    /// Samples from absolute index `buf_start` on.
+    buf: Vec<f32>,
+    buf_start: usize,
+    /// Samples pushed so far.
+    total: usize,
+    /// The next frame to compute.
+    next_frame: usize,
+    input: Vec<f32>,
+    spectrum: Vec<realfft::num_complex::Complex<f32>>,
+    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    mag: Vec<f32>,
+    prev_bands: Vec<f32>,
+    cur_bands: Vec<f32>,
+    /// Sum of squares of the fine envelope's current chunk, and its length.
+    fine_acc: (f32, usize),
+    f: Features,
+}
+
+impl Default for Extractor {
+    fn default() -> Self {
+        Extractor::new()
+    }
+}
+
+impl Extractor {
+    pub fn new() -> Extractor {
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(N_FFT);
+        let window: Vec<f32> = (0..N_FFT)
+            .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / N_FFT as f32).cos())
+            .collect();
+        let bands = bands();
+        let bin_hz = RATE as f32 / N_FFT as f32;
+        Extractor {
+            input: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+            window,
+            low_bin: (LOW_HZ / bin_hz).ceil() as usize,
+            bright_bin: (2_000.0 / bin_hz) as usize,
+            chroma_lo: (CHROMA_MIN_HZ / bin_hz).floor() as usize,
+            chroma_hi: (CHROMA_MAX_HZ / bin_hz).ceil() as usize,
+            prev_bands: vec![0.0; bands.len()],
+            cur_bands: vec![0.0; bands.len()],
+            bands,
+            buf: Vec::with_capacity(N_FFT * 4),
+            buf_start: 0,
+            total: 0,
+            next_frame: 0,
+            mag: vec![0.0; N_FFT / 2 + 1],
+            fine_acc: (0.0, 0),
+            f: Features::default(),
+        }
+    }
+
+    /// Samples pushed so far.
+    pub fn samples(&self) -> usize {
+        self.total
+    }
+
+    pub fn push(&mut self, mono: &[f32]) {
+        for &v in mono {
+            self.fine_acc.0 += v * v;
+            self.fine_acc.1 += 1;
+            if self.fine_acc.1 == FINE_HOP {
+                self.push_fine();
+            }
+        }
+        self.buf.extend_from_slice(mono);
+        self.total += mono.len();
+        // A frame is complete once its window's last sample has arrived.
+        while self.next_frame * HOP + N_FFT / 2 <= self.total {
+            self.frame();
+        }
+        // Keep only what later frames still need.
+        let keep_from = (self.next_frame * HOP).saturating_sub(N_FFT / 2);
+        if keep_from > self.buf_start + N_FFT {
+            self.buf.drain(..keep_from - self.buf_start);
+            self.buf_start = keep_from;
+        }
+    }
+
+    fn push_fine(&mut self) {
+        let (sum, n) = self.fine_acc;
+        self.f.fine.push((1e-9 + sum / n as f32).ln());
+        self.fine_acc = (0.0, 0);
+    }
+
+    /// The remaining frames (their windows run past the end, zero-padded).
+    pub fn finish(mut self) -> Features {
+        if self.fine_acc.1 > 0 {
+            self.push_fine();
+        }
+        let frames = self.total / HOP + 1;
+        while self.next_frame < frames {
+            self.frame();
+        }
+        self.f
+    }
+
+    /// Computes frame `next_frame`, centred on sample `next_frame * HOP`.
+    fn frame(&mut self) {
+        let n = self.next_frame;
+        self.next_frame += 1;
         let start = (n * HOP) as isize - (N_FFT / 2) as isize;
         let mut sum_sq = 0.0f32;
-        for (i, x) in input.iter_mut().enumerate() {
+        for (i, x) in self.input.iter_mut().enumerate() {
             let j = start + i as isize;
-            let v = if j >= 0 && (j as usize) < mono.len() { mono[j as usize] } else { 0.0 };
+            let v = if j >= self.buf_start as isize && ((j as usize) - self.buf_start) < self.buf.len() {
+                self.buf[j as usize - self.buf_start]
+            } else {
+                0.0
+            };
             sum_sq += v * v;
-            *x = v * window[i];
+            *x = v * self.window[i];
         }
-        fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch).expect("fft sizes match");
+        self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).expect("fft sizes match");
+        let norm = 2.0 / N_FFT as f32;
+        let (low_bin, bright_bin) = (self.low_bin, self.bright_bin);
+        let mag = &mut self.mag;
         let mut total = 0.0f32;
         let mut low = 0.0f32;
         let mut bright = 0.0f32;
-        for (b, c) in spectrum.iter().enumerate() {
+        for (b, c) in self.spectrum.iter().enumerate() {
             let m = c.norm() * norm;
             mag[b] = m;
             let p = m * m;
@@ -125,21 +230,22 @@ pub fn compute(mono: &[f32]) -> Features {
         }
         let mut flux = 0.0f32;
         let mut low_flux = 0.0f32;
-        for (k, &(lo, hi)) in bands.iter().enumerate() {
+        for (k, &(lo, hi)) in self.bands.iter().enumerate() {
             let s: f32 = mag[lo..hi.min(mag.len())].iter().sum();
-            cur_bands[k] = (1.0 + LAMBDA * s * 100.0).ln();
-            let d = (cur_bands[k] - prev_bands[k]).max(0.0);
+            self.cur_bands[k] = (1.0 + LAMBDA * s * 100.0).ln();
+            let d = (self.cur_bands[k] - self.prev_bands[k]).max(0.0);
             flux += d;
             if hi <= low_bin + 1 {
                 low_flux += d;
             }
         }
-        std::mem::swap(&mut prev_bands, &mut cur_bands);
+        std::mem::swap(&mut self.prev_bands, &mut self.cur_bands);
+        let bin_hz = RATE as f32 / N_FFT as f32;
         // Chroma from spectral peaks only, each at its interpolated
         // frequency: a Hann main lobe spans several bins, which at low
         // pitches would smear a note over neighbouring semitones.
         let mut chroma = [0.0f32; 12];
-        for b in chroma_lo.max(1)..chroma_hi.min(mag.len() - 1) {
+        for b in self.chroma_lo.max(1)..self.chroma_hi.min(mag.len() - 1) {
             let (l, c, r) = (mag[b - 1], mag[b], mag[b + 1]);
             if c <= l || c < r || c < 1e-6 {
                 continue;
@@ -151,6 +257,7 @@ pub fn compute(mono: &[f32]) -> Features {
             let midi = 69.0 + 12.0 * (f / 440.0).log2();
             chroma[(midi.round() as i64).rem_euclid(12) as usize] += c;
         }
+        let f = &mut self.f;
         f.onset.push(flux);
         f.low_onset.push(low_flux);
         f.energy.push(sum_sq / N_FFT as f32);
@@ -158,7 +265,6 @@ pub fn compute(mono: &[f32]) -> Features {
         f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });
         f.chroma.push(chroma);
     }
-    f
 }
 
 #[cfg(test)]
@@ -181,6 +287,21 @@ mod tests {
             let peak = window.clone().max_by(|&a, &b| f.onset[a].total_cmp(&f.onset[b])).unwrap();
             assert!(peak.abs_diff(expect) <= 4, "click {k}: peak at {peak}, expected {expect}");
         }
+    }
+
+    #[test]
+    fn streaming_in_odd_blocks_matches_one_pass() {
+        let x: Vec<f32> = (0..RATE as usize * 2).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let whole = compute(&x);
+        let mut e = Extractor::new();
+        for block in x.chunks(777) {
+            e.push(block);
+        }
+        let parts = e.finish();
+        assert_eq!(whole.onset, parts.onset);
+        assert_eq!(whole.chroma, parts.chroma);
+        assert_eq!(whole.fine, parts.fine);
+        assert_eq!(whole.frames(), x.len() / HOP + 1);
     }
 
     #[test]

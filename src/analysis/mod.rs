@@ -63,22 +63,47 @@ pub struct FileAnalysis {
     pub analysis: Analysis,
 }
 
-/// Decodes `path` and analyses it.
-pub fn analyze_file(path: &Path) -> Result<Analysis, AudioError> {
-    analyze_file_with_tags(path).map(|f| f.analysis)
+/// Bounds on what analysis will take on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalysisLimits {
+    /// Longer files are refused (analysis memory grows with the length,
+    /// about 6 KB per second). Default: `3600.0` (an hour).
+    pub max_seconds: f64,
 }
 
-/// Decodes `path` once for its tags and its analysis.
-pub fn analyze_file_with_tags(path: &Path) -> Result<FileAnalysis, AudioError> {
-    let mut decoder = Decoder::open(path)?;
-    let mut input = Input::new(decoder.sample_rate())?;
-    while let Some(block) = decoder.next_block()? {
-        input.push(&block)?;
+impl Default for AnalysisLimits {
+    fn default() -> Self {
+        AnalysisLimits { max_seconds: 3600.0 }
     }
-    if input.frames == 0 {
-        return Err(AudioError::Corrupt("no decodable audio".into()));
-    }
-    Ok(FileAnalysis { tags: decoder.tags().clone(), analysis: input.analyze()? })
+}
+
+/// Decodes `path` and analyses it.
+pub fn analyze_file(path: &Path) -> Result<Analysis, AudioError> {
+    analyze_file_with_tags(path, AnalysisLimits::default()).map(|f| f.analysis)
+}
+
+/// Decodes `path` once for its tags and its analysis. Whatever happens
+/// inside — a decoder's or an analysis's panic included — is this file's
+/// error and nobody else's.
+pub fn analyze_file_with_tags(path: &Path, limits: AnalysisLimits) -> Result<FileAnalysis, AudioError> {
+    crate::audio::contain("analysis", || {
+        let mut decoder = Decoder::open(path)?;
+        let limit = limits.max_seconds;
+        // Counted as decoded: a header may claim any length.
+        let too_long = || AudioError::TooLong { limit_min: limit / 60.0 };
+        let max_frames = (limit + 1.0) * decoder.sample_rate().0 as f64;
+        let mut input = Input::new(decoder.sample_rate())?;
+        while let Some(block) = decoder.next_block()? {
+            input.push(&block)?;
+            if input.frames as f64 > max_frames {
+                return Err(too_long());
+            }
+        }
+        if input.frames == 0 {
+            return Err(AudioError::Corrupt("no decodable audio".into()));
+        }
+        Ok(FileAnalysis { tags: decoder.tags().clone(), analysis: input.analyze()? })
+    })
 }
 
 /// Analyses interleaved stereo at `rate` (for tests and `nonstop mix`).
@@ -89,15 +114,18 @@ pub fn analyze_pcm(stereo: &[f32], rate: SampleRate) -> Result<Analysis, AudioEr
 }
 
 /// Stereo blocks in: loudness measured on the original, and a mono copy at
-/// the analysis rate, downmixed block by block so only the mono signal is
-/// ever kept whole.
+/// the analysis rate, downmixed block by block and streamed through the
+/// feature pass, so no copy of the audio is ever kept whole: memory grows
+/// with the features (about 6 KB per second), not with the audio.
 struct Input {
     rate: SampleRate,
     meter: Loudness,
     resampler: Option<Resampler>,
     /// Resampled stereo not yet downmixed.
     stereo: Vec<f32>,
+    /// Scratch for one block's downmix.
     mono: Vec<f32>,
+    features: features::Extractor,
     /// Stereo frames pushed, at the original rate.
     frames: u64,
 }
@@ -106,7 +134,15 @@ impl Input {
     fn new(rate: SampleRate) -> Result<Input, AudioError> {
         let target = SampleRate(features::RATE);
         let resampler = if rate == target { None } else { Some(Resampler::new(rate, target)?) };
-        Ok(Input { rate, meter: Loudness::new(rate)?, resampler, stereo: Vec::new(), mono: Vec::new(), frames: 0 })
+        Ok(Input {
+            rate,
+            meter: Loudness::new(rate)?,
+            resampler,
+            stereo: Vec::new(),
+            mono: Vec::new(),
+            features: features::Extractor::new(),
+            frames: 0,
+        })
     }
 
     fn push(&mut self, block: &[f32]) -> Result<(), AudioError> {
@@ -121,8 +157,10 @@ impl Input {
     }
 
     fn downmix(&mut self) {
+        self.mono.clear();
         self.mono.extend(self.stereo.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])));
         self.stereo.clear();
+        self.features.push(&self.mono);
     }
 
     fn analyze(mut self) -> Result<Analysis, AudioError> {
@@ -131,7 +169,8 @@ impl Input {
             self.downmix();
         }
         let (lufs, peak) = self.meter.finish()?;
-        Ok(analyze_mono(&self.mono, self.frames as f64 / self.rate.0 as f64, lufs, peak))
+        let duration_s = self.frames as f64 / self.rate.0 as f64;
+        Ok(analyze_features(self.features.finish(), duration_s, lufs, peak))
     }
 }
 
@@ -161,11 +200,15 @@ impl Loudness {
 
 /// Everything after decoding, on mono at the analysis rate.
 pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
-    let f = features::compute(mono);
+    analyze_features(features::compute(mono), duration_s, loudness_lufs, true_peak_dbtp)
+}
+
+/// Everything after the feature pass.
+fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
     let active = activity(&f);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     let rough = beats::track(&f.onset, tempo.bpm, &active);
-    let mut beats = beats::refine_onsets(mono, features::RATE as f64, &rough);
+    let mut beats = beats::refine_onsets(&f.fine, &rough);
     extend_into_music(&f, &mut beats);
     // The tempo the beats actually keep (median interval) is the answer;
     // the global estimate only seeded the tracker.

@@ -156,6 +156,10 @@ fn level_ratios(env: &[f32], period: f64) -> LevelRatios {
 
 /// Estimates the global tempo from the full-band and low-band onset envelopes.
 pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
+    // Fewer than a few beats at the slowest tempo: no tempo to speak of.
+    if (onset.len() as f64) < 4.0 * 60.0 / MIN_BPM * FPS {
+        return Tempo { bpm: PRIOR_BPM, confidence: 0.0 };
+    }
     let full = detrend(onset);
     let low = detrend(low_onset);
     let norm = |v: Vec<f32>| {
@@ -210,7 +214,9 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
     let lag = lag_of(chosen);
     let lo = (lag * 0.97).floor() as usize;
     let hi = ((lag * 1.03).ceil() as usize).min(acf.len() - 2);
-    let peak = (lo.max(1)..=hi).max_by(|&a, &b| acf[a].total_cmp(&acf[b])).unwrap_or(lag as usize);
+    let Some(peak) = (lo.max(1)..=hi).max_by(|&a, &b| acf[a].total_cmp(&acf[b])) else {
+        return Tempo { bpm: chosen, confidence: comb(&acf, lag).clamp(0.0, 1.0) };
+    };
     let (a, b, c) = (acf[peak - 1], acf[peak], acf[peak + 1]);
     let denom = a - 2.0 * b + c;
     let offset = if denom.abs() > 1e-12 { (0.5 * (a - c) / denom).clamp(-0.5, 0.5) } else { 0.0 };

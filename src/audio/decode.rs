@@ -19,6 +19,16 @@ use crate::units::SampleRate;
 
 /// Consecutive undecodable packets after which a file is declared corrupt.
 const MAX_BAD_PACKETS_IN_A_ROW: u32 = 64;
+/// Sample rates a file may declare. Checked before anything is allocated
+/// from them: a resampler's buffers grow with the rate, and a header can
+/// claim anything (4,294,967,295 Hz has been seen).
+pub const MIN_FILE_RATE: u32 = 4_000;
+pub const MAX_FILE_RATE: u32 = 768_000;
+/// Channels a file may declare.
+pub const MAX_CHANNELS: usize = 32;
+/// Frames in one decoded packet beyond which the file is not believed
+/// (ten seconds at the highest rate).
+const MAX_PACKET_FRAMES: usize = 10 * MAX_FILE_RATE as usize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
@@ -30,6 +40,50 @@ pub enum AudioError {
     Corrupt(String),
     #[error("resampler: {0}")]
     Resample(String),
+    #[error("longer than the limit of {limit_min:.0} minutes")]
+    TooLong { limit_min: f64 },
+}
+
+impl AudioError {
+    /// Whether trying again later may succeed: the file could not be read
+    /// for a reason of the moment (too many open files, an interrupted or
+    /// busy read), not because of what it holds.
+    pub fn is_transient(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            AudioError::Open(e) => {
+                matches!(e.kind(), Interrupted | WouldBlock | TimedOut | ResourceBusy | OutOfMemory)
+                    || matches!(e.raw_os_error(), Some(23 | 24))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic inside it (a decoder's bug on an odd file)
+/// into an error for this file only.
+pub fn contain<T>(what: &str, f: impl FnOnce() -> Result<T, AudioError>) -> Result<T, AudioError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(AudioError::Corrupt(format!("{what} failed: {}", panic_message(&*payload)))),
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Text from a tag, as a title or an artist: trimmed, NULs (C strings'
+/// padding) and control characters removed. Empty becomes `None`.
+pub fn clean_tag(raw: &str) -> Option<String> {
+    let text: String = raw.split('\0').next().unwrap_or("").chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!text.is_empty()).then_some(text)
 }
 
 /// Title, artist, album and genre as found in the file's tags.
@@ -52,9 +106,8 @@ impl Tags {
                 Some(StandardTagKey::Genre) => &mut self.genre,
                 _ => continue,
             };
-            let value = tag.value.to_string().trim().to_string();
-            if slot.is_none() && !value.is_empty() {
-                *slot = Some(value);
+            if slot.is_none() {
+                *slot = clean_tag(&tag.value.to_string());
             }
         }
     }
@@ -70,10 +123,45 @@ pub struct Decoder {
     buffer: Option<SampleBuffer<f32>>,
     /// Packets dropped because they failed to decode.
     pub bad_packets: u64,
+    /// Set once decoding failed: the error, repeated on every later call.
+    failed: Option<String>,
+}
+
+/// Left and right weights of each channel for a stereo downmix (ITU-R
+/// BS.775: centre and surrounds at -3 dB, LFE left out), normalised so a
+/// signal on every channel keeps its level. Channels without a known
+/// position are shared equally.
+fn downmix_weights(layout: symphonia::core::audio::Channels, n: usize) -> Vec<(f32, f32)> {
+    use symphonia::core::audio::Channels as C;
+    const H: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let positions: Vec<C> = layout.iter().collect();
+    let mut w: Vec<(f32, f32)> = (0..n)
+        .map(|i| match positions.get(i) {
+            Some(&c) if c == C::FRONT_LEFT || c == C::FRONT_LEFT_WIDE || c == C::FRONT_LEFT_CENTRE => (1.0, 0.0),
+            Some(&c) if c == C::FRONT_RIGHT || c == C::FRONT_RIGHT_WIDE || c == C::FRONT_RIGHT_CENTRE => (0.0, 1.0),
+            Some(&c) if c == C::FRONT_CENTRE || c == C::REAR_CENTRE || c == C::TOP_CENTRE => (H, H),
+            Some(&c) if c == C::LFE1 || c == C::LFE2 => (0.0, 0.0),
+            Some(&c) if c == C::REAR_LEFT || c == C::SIDE_LEFT || c == C::REAR_LEFT_CENTRE || c == C::TOP_FRONT_LEFT || c == C::TOP_REAR_LEFT => (H, 0.0),
+            Some(&c) if c == C::REAR_RIGHT || c == C::SIDE_RIGHT || c == C::REAR_RIGHT_CENTRE || c == C::TOP_FRONT_RIGHT || c == C::TOP_REAR_RIGHT => (0.0, H),
+            _ => (H, H),
+        })
+        .collect();
+    let (sl, sr): (f32, f32) = w.iter().fold((0.0, 0.0), |(a, b), (l, r)| (a + l, b + r));
+    for (l, r) in w.iter_mut() {
+        *l /= sl.max(1.0);
+        *r /= sr.max(1.0);
+    }
+    w
 }
 
 impl Decoder {
+    /// Opens `path` and checks what it declares (rate, channels) before
+    /// anything is sized from it. A decoder panic is this file's error.
     pub fn open(path: &Path) -> Result<Decoder, AudioError> {
+        contain("opening the decoder", || Decoder::open_unchecked(path))
+    }
+
+    fn open_unchecked(path: &Path) -> Result<Decoder, AudioError> {
         let file = File::open(path)?;
         let mss = MediaSourceStream::new(Box::new(file), Default::default());
         let mut hint = Hint::new();
@@ -100,6 +188,17 @@ impl Decoder {
             .codec_params
             .sample_rate
             .ok_or_else(|| AudioError::Unsupported("unknown sample rate".into()))?;
+        if !(MIN_FILE_RATE..=MAX_FILE_RATE).contains(&rate) {
+            return Err(AudioError::Unsupported(format!(
+                "sample rate {rate} Hz (supported: {MIN_FILE_RATE}-{MAX_FILE_RATE} Hz)"
+            )));
+        }
+        if let Some(channels) = track.codec_params.channels {
+            let n = channels.count();
+            if n == 0 || n > MAX_CHANNELS {
+                return Err(AudioError::Unsupported(format!("{n} channels (supported: 1-{MAX_CHANNELS})")));
+            }
+        }
         let codec = symphonia::default::get_codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| AudioError::Unsupported(e.to_string()))?;
@@ -111,6 +210,7 @@ impl Decoder {
             tags,
             buffer: None,
             bad_packets: 0,
+            failed: None,
         })
     }
 
@@ -123,7 +223,20 @@ impl Decoder {
     }
 
     /// The next decoded block as interleaved stereo, or `None` at the end.
+    /// After an error (or a contained decoder panic) the decoder is spent:
+    /// every later call repeats the error.
     pub fn next_block(&mut self) -> Result<Option<Vec<f32>>, AudioError> {
+        if let Some(e) = &self.failed {
+            return Err(AudioError::Corrupt(e.clone()));
+        }
+        let result = contain("decoding", || self.next_block_unchecked());
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn next_block_unchecked(&mut self) -> Result<Option<Vec<f32>>, AudioError> {
         let mut bad_in_a_row = 0;
         loop {
             let packet = match self.format.next_packet() {
@@ -152,8 +265,15 @@ impl Decoder {
             }
             let spec = *decoded.spec();
             let channels = spec.channels.count();
-            if channels == 0 {
-                return Err(AudioError::Unsupported("zero channels".into()));
+            if channels == 0 || channels > MAX_CHANNELS {
+                return Err(AudioError::Unsupported(format!("{channels} channels")));
+            }
+            if decoded.capacity() > MAX_PACKET_FRAMES || spec.rate != self.rate.0 {
+                return Err(AudioError::Corrupt(format!(
+                    "implausible packet ({} frames at {} Hz)",
+                    decoded.capacity(),
+                    spec.rate
+                )));
             }
             let buffer = match &mut self.buffer {
                 Some(b) if b.capacity() >= decoded.capacity() * channels => b,
@@ -163,10 +283,20 @@ impl Decoder {
             let samples = buffer.samples();
             let frames = samples.len() / channels;
             let mut out = Vec::with_capacity(frames * 2);
-            for f in samples.chunks_exact(channels) {
-                let (l, r) = if channels == 1 { (f[0], f[0]) } else { (f[0], f[1]) };
-                out.push(l);
-                out.push(r);
+            match channels {
+                1 => samples.iter().for_each(|v| out.extend([*v, *v])),
+                2 => out.extend_from_slice(samples),
+                _ => {
+                    let mix = downmix_weights(spec.channels, channels);
+                    for f in samples.chunks_exact(channels) {
+                        let (mut l, mut r) = (0.0, 0.0);
+                        for (v, (wl, wr)) in f.iter().zip(&mix) {
+                            l += v * wl;
+                            r += v * wr;
+                        }
+                        out.extend([l, r]);
+                    }
+                }
             }
             return Ok(Some(out));
         }

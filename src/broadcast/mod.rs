@@ -165,45 +165,82 @@ impl Hub {
     }
 }
 
+/// Frames of underrun in a row after which the title says the music is
+/// interrupted (about half a second).
+const INTERRUPTION_FRAMES: u64 = 20;
+
+/// Where the paced clock stands: frame `k` leaves at `t0 + k·frame`.
+struct Clock {
+    t0: Instant,
+    k: u64,
+    label: Arc<OnAir>,
+    underrun_run: u64,
+    feed_open: bool,
+}
+
 /// Runs the paced broadcaster until `shutdown` turns true or the encoder's
-/// frame queue closes and drains.
-pub async fn run(
-    hub: Arc<Hub>,
-    mut frames: mpsc::Receiver<Frame>,
-    silence: Vec<Bytes>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let stats = hub.stats.clone();
-    let frame_time = |k: u64| hub.rate.duration_of(k * MP3_FRAME_SAMPLES);
+/// frame queue closes and drains. Supervised: a panic inside is recorded
+/// and pacing resumes on the same clock (no frame number skipped or
+/// repeated).
+pub async fn run(hub: Arc<Hub>, mut frames: mpsc::Receiver<Frame>, silence: Vec<Bytes>, mut shutdown: watch::Receiver<bool>) {
+    use futures_util::FutureExt;
+    let health = hub.stats.components.broadcaster.clone();
     // The clock starts with the first real frame, not at process start.
+    health.set_alive(true);
     let first = tokio::select! {
         f = frames.recv() => f,
-        _ = crate::station::stopped(&mut shutdown) => None,
+        _ = crate::supervise::stopped(&mut shutdown) => None,
     };
     let Some(first) = first else {
+        health.set_alive(false);
         hub.close();
         return;
     };
+    let mut clock =
+        Clock { t0: Instant::now(), k: 0, label: first.on_air.clone(), underrun_run: 0, feed_open: true };
     let mut pending = Some(first);
-    let mut label = pending.as_ref().map(|f| f.on_air.clone()).expect("first frame present");
-    let t0 = Instant::now();
+    loop {
+        health.set_alive(true);
+        let paced = std::panic::AssertUnwindSafe(pace(&hub, &mut frames, &mut pending, &silence, &mut shutdown, &mut clock));
+        let outcome = paced.catch_unwind().await;
+        health.set_alive(false);
+        match outcome {
+            Ok(()) => break,
+            Err(payload) => health.restarted(format!("panicked: {}", crate::audio::panic_message(&*payload))),
+        }
+        // The frame that was being released when it panicked is skipped.
+        clock.k += 1;
+    }
+    hub.close();
+}
+
+async fn pace(
+    hub: &Hub,
+    frames: &mut mpsc::Receiver<Frame>,
+    pending: &mut Option<Frame>,
+    silence: &[Bytes],
+    shutdown: &mut watch::Receiver<bool>,
+    clock: &mut Clock,
+) {
+    let stats = hub.stats.clone();
+    let frame_time = |k: u64| hub.rate.duration_of(k * MP3_FRAME_SAMPLES);
     let reap_every = hub.rate.mp3_frames_in(1.0) as u64;
-    let mut feed_open = true;
-    for k in 0u64.. {
-        let deadline = t0 + frame_time(k);
+    loop {
+        let k = clock.k;
+        let deadline = clock.t0 + frame_time(k);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = crate::station::stopped(&mut shutdown) => break,
+            _ = crate::supervise::stopped(shutdown) => return,
         }
         let late = Instant::now().saturating_duration_since(deadline);
         stats.drift_us.store(late.as_micros() as i64, Ordering::Relaxed);
         let next = match pending.take() {
             Some(f) => Some(f),
-            None if feed_open => match frames.try_recv() {
+            None if clock.feed_open => match frames.try_recv() {
                 Ok(f) => Some(f),
                 Err(mpsc::error::TryRecvError::Empty) => None,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    feed_open = false;
+                    clock.feed_open = false;
                     None
                 }
             },
@@ -212,20 +249,25 @@ pub async fn run(
         let data = match next {
             Some(f) => {
                 stats.frames_queued.fetch_sub(1, Ordering::Relaxed);
-                label = f.on_air;
+                clock.label = f.on_air;
+                clock.underrun_run = 0;
                 f.data
             }
             None => {
                 stats.underruns.fetch_add(1, Ordering::Relaxed);
+                clock.underrun_run += 1;
+                if clock.underrun_run == INTERRUPTION_FRAMES {
+                    clock.label = Arc::new(OnAir::interruption(MediaTime(k * MP3_FRAME_SAMPLES)));
+                }
                 silence[k as usize % silence.len()].clone()
             }
         };
-        let frame = Frame { seq: k, media_time: MediaTime(k * MP3_FRAME_SAMPLES), on_air: label.clone(), data };
+        let frame = Frame { seq: k, media_time: MediaTime(k * MP3_FRAME_SAMPLES), on_air: clock.label.clone(), data };
         hub.publish(Arc::new(frame));
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         if k % reap_every == 0 {
             hub.reap();
         }
+        clock.k += 1;
     }
-    hub.close();
 }

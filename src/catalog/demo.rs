@@ -1,11 +1,16 @@
 //! The built-in demo library: when the library folder holds no audio, eight
 //! synthesised tracks (drums, bass, chords; 100–140 BPM; different keys) are
-//! rendered and written there as tagged MP3, so a fresh clone plays at once.
+//! rendered as tagged MP3 into their own folder in the data folder (never
+//! into the user's library), so a fresh clone plays at once. Its tracks play
+//! only while the library has nothing playable (see `Catalog::playable`).
+//!
+//! Written atomically: the files go to `<demo>.partial`, which is renamed
+//! to `<demo>` when complete; a kill mid-way leaves only the partial folder,
+//! which the next start throws away and makes again.
 
 use std::path::Path;
 
 use super::CatalogError;
-use crate::audio::is_audio_path;
 use crate::encoder::{encode_file, FileTags, LameSettings};
 use crate::synth::{demo_specs, render};
 use crate::units::SampleRate;
@@ -13,20 +18,32 @@ use crate::units::SampleRate;
 /// LAME quality for the demo files: fast, since they are made on first start.
 const DEMO_QUALITY: u8 = 7;
 
-/// Writes the demo library into `library` unless it already holds audio.
-/// Returns how many files were written. `seconds` is the nominal length of
-/// each track (the shipped demo uses 150 s).
-pub fn ensure_demo_library(library: &Path, seconds: f64, on_start: impl FnOnce()) -> Result<usize, CatalogError> {
-    let io = |source| CatalogError::Io { path: library.to_owned(), source };
-    std::fs::create_dir_all(library).map_err(io)?;
-    let has_audio = walkdir::WalkDir::new(library)
-        .into_iter()
-        .filter_map(Result::ok)
-        .any(|e| e.file_type().is_file() && is_audio_path(e.path()));
-    if has_audio {
-        return Ok(0);
+/// Makes the demo library in `demo` if `library` holds no audio (links
+/// followed) and there is no complete demo library yet. Returns whether a
+/// demo library exists afterwards. `seconds` is each track's nominal length
+/// (the shipped demo uses 150 s).
+pub fn ensure_demo_library(library: &Path, demo: &Path, seconds: f64, on_start: impl FnOnce()) -> Result<bool, CatalogError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CatalogError::Io { path, source }
+    };
+    std::fs::create_dir_all(library).map_err(io(library))?;
+    if demo.is_dir() {
+        return Ok(true);
+    }
+    if super::has_audio(library) {
+        return Ok(false);
     }
     on_start();
+    let partial = demo.with_file_name(format!(
+        "{}.partial",
+        demo.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "demo".into())
+    ));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+    let library = partial.as_path();
     let specs = demo_specs(seconds);
     let rate = SampleRate::CD;
     let settings = LameSettings { sample_rate: rate.0, bitrate_kbps: 128, quality: DEMO_QUALITY };
@@ -44,12 +61,8 @@ pub fn ensure_demo_library(library: &Path, seconds: f64, on_start: impl FnOnce()
                             path: library.to_owned(),
                             source: std::io::Error::other(e.to_string()),
                         })?;
-                        let name = format!("{} - {}.mp3", spec.artist, spec.title);
-                        let path = library.join(&name);
-                        let tmp = library.join(format!(".{name}.part"));
-                        let wrap = |source| CatalogError::Io { path: path.clone(), source };
-                        std::fs::write(&tmp, &mp3).map_err(wrap)?;
-                        std::fs::rename(&tmp, &path).map_err(wrap)?;
+                        let path = library.join(format!("{} - {}.mp3", spec.artist, spec.title));
+                        std::fs::write(&path, &mp3).map_err(|source| CatalogError::Io { path: path.clone(), source })?;
                     }
                     Ok(())
                 })
@@ -58,5 +71,6 @@ pub fn ensure_demo_library(library: &Path, seconds: f64, on_start: impl FnOnce()
         handles.into_iter().map(|h| h.join().expect("demo writer panicked")).collect()
     });
     results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(specs.len())
+    std::fs::rename(&partial, demo).map_err(io(demo))?;
+    Ok(true)
 }

@@ -9,17 +9,17 @@ mod indexer;
 mod scan;
 
 pub use demo::ensure_demo_library;
-pub use indexer::Indexer;
-pub use scan::{analyse_pending, AnalyseReport, ScanReport};
+pub use indexer::{Indexer, IndexerSettings};
+pub use scan::{analyse_pending, has_audio, AnalyseReport, Outcome, ScanReport, MAX_ATTEMPTS};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped when the schema changes; older databases are migrated by dropping
 /// and rescanning (the catalogue is a cache of the library, not the truth).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -79,15 +79,90 @@ pub struct Counts {
 
 pub struct Catalog {
     conn: Mutex<Connection>,
+    /// The demo library's folder, once there is one: its tracks play only
+    /// while the library itself has nothing playable.
+    demo: OnceLock<PathBuf>,
+}
+
+/// A path as the catalogue stores it: the file system's own bytes, so a
+/// name that is not UTF-8 still opens.
+pub(crate) fn path_key(path: &Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+pub(crate) fn path_from_key(bytes: Vec<u8>) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// Whether an error says the database file itself is damaged.
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 impl Catalog {
+    /// Opens (or creates) the catalogue. A damaged database is moved aside
+    /// (`catalog.sqlite.corrupt-<unix time>`, named in the log) and a new
+    /// one is made: the catalogue is a cache of the library, so a rescan
+    /// rebuilds it.
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        match Catalog::open_checked(path) {
+            Err(CatalogError::Open { source, .. }) if is_corruption(&source) => {
+                let aside = path.with_file_name(format!(
+                    "{}.corrupt-{}",
+                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                ));
+                tracing::warn!(
+                    "catalogue {} is damaged ({source}): moved to {} and rebuilt from the library",
+                    path.display(),
+                    aside.display()
+                );
+                std::fs::rename(path, &aside).map_err(|source| CatalogError::Io { path: path.to_owned(), source })?;
+                for suffix in ["-wal", "-shm"] {
+                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if side.exists() {
+                        let _ = std::fs::rename(&side, PathBuf::from(format!("{}{suffix}", aside.display())));
+                    }
+                }
+                Catalog::open_checked(path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Catalog, CatalogError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io { path: dir.to_owned(), source })?;
         }
         let open_err = |source| CatalogError::Open { path: path.to_owned(), source };
         let conn = Connection::open(path).map_err(open_err)?;
+        // A damaged file often opens; reading it tells.
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(open_err)?;
+        if check != "ok" {
+            return Err(open_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("integrity check: {check}")),
+            )));
+        }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
@@ -97,7 +172,8 @@ impl Catalog {
                 "DROP TABLE IF EXISTS tracks;
                  CREATE TABLE tracks (
                      id INTEGER PRIMARY KEY,
-                     path TEXT NOT NULL UNIQUE,
+                     -- The file system's bytes (not always UTF-8).
+                     path BLOB NOT NULL UNIQUE,
                      size INTEGER NOT NULL,
                      mtime_ns INTEGER NOT NULL,
                      title TEXT NOT NULL,
@@ -116,14 +192,26 @@ impl Catalog {
                      loudness_lufs REAL,
                      -- The whole analysis (beats, downbeats, cues) as JSON.
                      analysis TEXT,
-                     scanned_at INTEGER NOT NULL
+                     scanned_at INTEGER NOT NULL,
+                     -- Transient read failures so far, and when to try again (unix s).
+                     attempts INTEGER NOT NULL DEFAULT 0,
+                     retry_at INTEGER NOT NULL DEFAULT 0
                  );
                  CREATE INDEX tracks_status ON tracks (status);
                  PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(open_err)?;
         }
-        Ok(Catalog { conn: Mutex::new(conn) })
+        Ok(Catalog { conn: Mutex::new(conn), demo: OnceLock::new() })
+    }
+
+    /// Names the demo library's folder (see `playable`).
+    pub fn set_demo(&self, dir: PathBuf) {
+        let _ = self.demo.set(dir);
+    }
+
+    pub fn demo(&self) -> Option<&Path> {
+        self.demo.get().map(|p| p.as_path())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -132,19 +220,25 @@ impl Catalog {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Playable tracks, in id order.
+    /// Playable tracks, in id order: the library's, or the demo library's
+    /// while the library has none.
     pub fn playable(&self) -> Result<Vec<Arc<Track>>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!("SELECT {TRACK_COLUMNS} FROM tracks WHERE status = 'ok' ORDER BY id"))?;
         let rows = stmt.query_map([], |r| track_from_row(r).map(Arc::new))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let all: Vec<Arc<Track>> = rows.collect::<Result<_, _>>()?;
+        let Some(demo) = self.demo() else { return Ok(all) };
+        let (demo_tracks, own): (Vec<_>, Vec<_>) = all.into_iter().partition(|t| t.path.starts_with(demo));
+        Ok(if own.is_empty() { demo_tracks } else { own })
     }
 
     pub fn failed(&self) -> Result<Vec<FailedFile>, CatalogError> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare_cached("SELECT path, COALESCE(error, '') FROM tracks WHERE status = 'failed' ORDER BY path")?;
-        let rows = stmt.query_map([], |r| Ok(FailedFile { path: r.get(0)?, error: r.get(1)? }))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FailedFile { path: path_from_key(r.get(0)?).to_string_lossy().into_owned(), error: r.get(1)? })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -185,7 +279,7 @@ const TRACK_COLUMNS: &str =
 fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
     Ok(Track {
         id: r.get(0)?,
-        path: PathBuf::from(r.get::<_, String>(1)?),
+        path: path_from_key(r.get(1)?),
         title: r.get(2)?,
         artist: r.get(3)?,
         album: r.get(4)?,

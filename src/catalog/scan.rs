@@ -17,8 +17,8 @@ use std::time::UNIX_EPOCH;
 
 use rusqlite::params;
 
-use super::{Catalog, CatalogError};
-use crate::analysis::{self, FileAnalysis, ANALYSIS_VERSION};
+use super::{path_from_key, path_key, Catalog, CatalogError};
+use crate::analysis::{self, AnalysisLimits, FileAnalysis, ANALYSIS_VERSION};
 use crate::audio::{is_audio_path, AudioError};
 
 /// What a sync found.
@@ -39,6 +39,8 @@ pub struct ScanReport {
 pub struct AnalyseReport {
     pub analysed: usize,
     pub failed: usize,
+    /// Files that failed for a transient reason and wait for a retry.
+    pub retrying: usize,
     /// Seconds of audio analysed.
     pub audio_s: f64,
 }
@@ -49,13 +51,22 @@ struct FileStamp {
     mtime_ns: i64,
 }
 
-fn walk(library: &Path) -> Vec<FileStamp> {
-    let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(library).follow_links(true) {
+/// The audio files under `root`. Links are followed (a library made of
+/// links is a library), but only to places inside `root`, and each file is
+/// listed once however many links lead to it; loops end where they loop.
+fn walk(root: &Path, files: &mut Vec<FileStamp>, seen: &mut HashSet<(u64, u64)>) {
+    let Ok(canonical_root) = root.canonicalize() else { return };
+    let inside = |p: &Path| p.canonicalize().is_ok_and(|c| c.starts_with(&canonical_root));
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| !e.path_is_symlink() || inside(e.path()));
+    for entry in walker {
         let entry = match entry {
             Ok(e) => e,
+            Err(e) if e.loop_ancestor().is_some() => continue,
             Err(e) => {
-                tracing::warn!("{}: {e}", e.path().unwrap_or(library).display());
+                tracing::warn!("{}: {e}", e.path().unwrap_or(root).display());
                 continue;
             }
         };
@@ -63,6 +74,9 @@ fn walk(library: &Path) -> Vec<FileStamp> {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
+        if !seen.insert(file_identity(&meta)) {
+            continue;
+        }
         let mtime_ns = meta
             .modified()
             .ok()
@@ -71,33 +85,75 @@ fn walk(library: &Path) -> Vec<FileStamp> {
             .unwrap_or(0);
         files.push(FileStamp { path: entry.into_path(), size: meta.len() as i64, mtime_ns });
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files
+}
+
+/// Device and inode: the same file, whatever the path to it.
+#[cfg(unix)]
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let _ = meta;
+    (0, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Whether `root` (links followed, as the scan follows them) holds any
+/// audio file.
+pub fn has_audio(root: &Path) -> bool {
+    let mut files = Vec::new();
+    walk(root, &mut files, &mut HashSet::new());
+    !files.is_empty()
 }
 
 fn now_s() -> i64 {
     std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Wait before retry `attempt` (1-based) of a file that failed for a
+/// transient reason: 10 s, doubling, at most 10 minutes.
+fn retry_delay_s(attempt: u32) -> i64 {
+    (10i64 << attempt.saturating_sub(1).min(6)).min(600)
+}
+
+/// Transient failures after which a file is called failed.
+pub const MAX_ATTEMPTS: u32 = 5;
+
 impl Catalog {
     /// Brings the catalogue's list of files in line with the library
     /// folder; new and changed files become pending.
     pub fn sync(&self, library: &Path) -> Result<ScanReport, CatalogError> {
-        let library = library
-            .canonicalize()
-            .map_err(|source| CatalogError::Io { path: library.to_owned(), source })?;
-        let files = walk(&library);
+        self.sync_roots(&[library])
+    }
+
+    /// `sync` over several folders (the library and the demo library).
+    /// Folders that do not exist hold nothing; the first must exist.
+    pub fn sync_roots(&self, roots: &[&Path]) -> Result<ScanReport, CatalogError> {
+        let mut files = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, root) in roots.iter().enumerate() {
+            let root = match root.canonicalize() {
+                Ok(r) => r,
+                Err(source) if i == 0 => return Err(CatalogError::Io { path: root.to_path_buf(), source }),
+                Err(_) => continue,
+            };
+            walk(&root, &mut files, &mut seen);
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut conn = self.conn();
-        let known: HashMap<String, (i64, i64, i64, String)> = {
+        let known: HashMap<Vec<u8>, (i64, i64, i64, String)> = {
             let mut stmt = conn.prepare("SELECT path, size, mtime_ns, analysis_version, status FROM tracks")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))?;
             rows.collect::<Result<_, _>>()?
         };
         let mut report = ScanReport { files: files.len(), ..Default::default() };
         let tx = conn.transaction()?;
         for f in &files {
-            let path = f.path.to_string_lossy();
-            let current = match known.get(&*path) {
+            let key = path_key(&f.path);
+            let current = match known.get(&key) {
                 Some((size, mtime, version, status)) => {
                     *size == f.size && *mtime == f.mtime_ns && (*version == ANALYSIS_VERSION || status == "failed")
                 }
@@ -111,30 +167,45 @@ impl Catalog {
             tx.execute(
                 "INSERT INTO tracks (path, size, mtime_ns, title, artist, album, duration_s, status, scanned_at)
                  VALUES (?1, ?2, ?3, ?4, '', '', 0, 'pending', ?5)
-                 ON CONFLICT(path) DO UPDATE SET size = ?2, mtime_ns = ?3, status = 'pending', error = NULL, scanned_at = ?5",
-                params![path, f.size, f.mtime_ns, stem, now_s()],
+                 ON CONFLICT(path) DO UPDATE SET size = ?2, mtime_ns = ?3, status = 'pending', error = NULL,
+                     scanned_at = ?5, attempts = 0, retry_at = 0",
+                params![key, f.size, f.mtime_ns, stem, now_s()],
             )?;
             report.added += 1;
         }
-        let present: HashSet<String> = files.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
-        for path in known.keys().filter(|p| !present.contains(*p)) {
-            tx.execute("DELETE FROM tracks WHERE path = ?1", [path])?;
+        let present: HashSet<Vec<u8>> = files.iter().map(|f| path_key(&f.path)).collect();
+        for key in known.keys().filter(|p| !present.contains(*p)) {
+            tx.execute("DELETE FROM tracks WHERE path = ?1", [key])?;
             report.removed += 1;
         }
         tx.commit()?;
         Ok(report)
     }
 
-    /// Files waiting for analysis: (id, path).
+    /// Files waiting for analysis and due (not waiting out a retry delay): (id, path).
     pub fn pending(&self) -> Result<Vec<(i64, PathBuf)>, CatalogError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, path FROM tracks WHERE status = 'pending' ORDER BY path")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?))))?;
+        let mut stmt =
+            conn.prepare("SELECT id, path FROM tracks WHERE status = 'pending' AND retry_at <= ?1 ORDER BY path")?;
+        let rows = stmt.query_map([now_s()], |r| Ok((r.get(0)?, path_from_key(r.get(1)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records one file's analysis (or why it failed).
-    pub fn record(&self, id: i64, path: &Path, result: &Result<FileAnalysis, AudioError>) -> Result<(), CatalogError> {
+    /// Seconds until the next file waiting out a retry delay is due.
+    pub fn next_retry_in(&self) -> Result<Option<u64>, CatalogError> {
+        let at: Option<i64> = self.conn().query_row(
+            "SELECT MIN(retry_at) FROM tracks WHERE status = 'pending' AND retry_at > 0",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(at.map(|t| (t - now_s()).max(0) as u64))
+    }
+
+    /// Records one file's analysis, or why it failed. A transient failure
+    /// (too many open files, a busy read) leaves the file pending for a
+    /// retry with backoff; after `MAX_ATTEMPTS` it is failed. A file that
+    /// vanished leaves the catalogue.
+    pub fn record(&self, id: i64, path: &Path, result: &Result<FileAnalysis, AudioError>) -> Result<Outcome, CatalogError> {
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let conn = self.conn();
         match result {
@@ -144,7 +215,7 @@ impl Catalog {
                 conn.execute(
                     "UPDATE tracks SET title = ?2, artist = ?3, album = ?4, duration_s = ?5, status = 'ok', error = NULL,
                          analysis_version = ?6, bpm = ?7, key = ?8, camelot = ?9, energy = ?10, loudness_lufs = ?11,
-                         analysis = ?12, scanned_at = ?13, genre = ?14
+                         analysis = ?12, scanned_at = ?13, genre = ?14, attempts = 0, retry_at = 0
                      WHERE id = ?1",
                     params![
                         id,
@@ -163,16 +234,41 @@ impl Catalog {
                         f.tags.genre.clone().unwrap_or_default()
                     ],
                 )?;
+                Ok(Outcome::Analysed)
+            }
+            Err(AudioError::Open(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                conn.execute("DELETE FROM tracks WHERE id = ?1", [id])?;
+                Ok(Outcome::Gone)
             }
             Err(e) => {
+                let attempts: u32 = conn.query_row("SELECT attempts FROM tracks WHERE id = ?1", [id], |r| r.get(0)).unwrap_or(0);
+                if e.is_transient() && attempts + 1 < MAX_ATTEMPTS {
+                    conn.execute(
+                        "UPDATE tracks SET attempts = ?2, retry_at = ?3, error = ?4 WHERE id = ?1",
+                        params![id, attempts + 1, now_s() + retry_delay_s(attempts + 1), e.to_string()],
+                    )?;
+                    return Ok(Outcome::Retry);
+                }
+                let message = if e.is_transient() { format!("{e} (after {} attempts)", attempts + 1) } else { e.to_string() };
                 conn.execute(
                     "UPDATE tracks SET status = 'failed', error = ?2, analysis_version = ?3, scanned_at = ?4 WHERE id = ?1",
-                    params![id, e.to_string(), ANALYSIS_VERSION, now_s()],
+                    params![id, message, ANALYSIS_VERSION, now_s()],
                 )?;
+                Ok(Outcome::Failed)
             }
         }
-        Ok(())
     }
+}
+
+/// What became of an analysed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Analysed,
+    Failed,
+    /// A transient failure: pending again after a delay.
+    Retry,
+    /// The file is gone.
+    Gone,
 }
 
 /// Analyses every pending file on `workers` threads. `on_result` is called
@@ -181,6 +277,7 @@ impl Catalog {
 pub fn analyse_pending(
     catalog: &Catalog,
     workers: usize,
+    limits: AnalysisLimits,
     stop: &AtomicBool,
     mut on_result: impl FnMut(&Path, &Result<FileAnalysis, AudioError>),
 ) -> Result<AnalyseReport, CatalogError> {
@@ -201,7 +298,8 @@ pub fn analyse_pending(
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some((id, path)) = todo.get(k) else { break };
-                    let result = analysis::analyze_file_with_tags(path);
+                    // Panics inside are this file's error (see `analyze_file_with_tags`).
+                    let result = analysis::analyze_file_with_tags(path, limits);
                     if tx.send((*id, path, result)).is_err() {
                         break;
                     }
@@ -213,17 +311,28 @@ pub fn analyse_pending(
             if write_result.is_err() {
                 continue;
             }
-            match &result {
-                Ok(f) => {
+            let outcome = match catalog.record(id, path, &result) {
+                Ok(o) => o,
+                Err(e) => {
+                    write_result = Err(e);
+                    continue;
+                }
+            };
+            match (&result, outcome) {
+                (Ok(f), _) => {
                     report.analysed += 1;
                     report.audio_s += f.analysis.duration_s;
                 }
-                Err(e) => {
+                (Err(e), Outcome::Retry) => {
+                    tracing::info!("{}: {e}; will try again", path.display());
+                    report.retrying += 1;
+                }
+                (Err(_), Outcome::Gone) => tracing::info!("{}: gone before it was analysed", path.display()),
+                (Err(e), _) => {
                     tracing::warn!("{}: {e}", path.display());
                     report.failed += 1;
                 }
             }
-            write_result = catalog.record(id, path, &result);
             on_result(path, &result);
         }
     });

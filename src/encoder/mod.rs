@@ -11,7 +11,7 @@ mod lame;
 pub use lame::{encode_file, FileTags, Lame, LameError, LameSettings};
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -20,6 +20,7 @@ use bytes::Bytes;
 use crate::mixer::{OnAir, PcmBlock};
 use crate::mp3::FrameSplitter;
 use crate::stats::Stats;
+use crate::supervise::{self, Exit, Faults};
 use crate::units::{MediaTime, MP3_FRAME_SAMPLES};
 
 /// LAME's encoder delay plus the MP3 decoder delay, in samples: frame k's
@@ -37,43 +38,66 @@ pub struct Frame {
 }
 
 /// Spawns the encoder thread. It ends when the PCM queue closes (after
-/// draining it) or when the frame queue's receiver is gone.
+/// draining it), when the frame queue's receiver is gone, or on `stop`.
+/// Supervised: an encoder error or panic is recorded and a fresh LAME
+/// carries on from the next PCM block, the frame numbers continuing.
 pub fn spawn(
     settings: LameSettings,
     pcm_rx: crossbeam_channel::Receiver<PcmBlock>,
     frames_tx: tokio::sync::mpsc::Sender<Frame>,
     stats: Arc<Stats>,
-) -> std::io::Result<JoinHandle<Result<(), LameError>>> {
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("encoder".into()).spawn(move || {
-        let mut lame = Lame::new(settings, None)?;
-        let mut splitter = FrameSplitter::default();
-        let mut labels = Labels::default();
+        let health = stats.components.encoder.clone();
         let mut seq = 0u64;
-        let mut mp3 = Vec::new();
-        while let Ok(block) = pcm_rx.recv() {
-            let frames = block.samples.len() as u64 / 2;
-            stats.pcm_queued.fetch_sub(frames as i64, Ordering::Relaxed);
-            labels.push(block.start, block.on_air.clone());
-            mp3.clear();
-            let started = std::time::Instant::now();
-            lame.encode(&block.samples, &mut mp3)?;
-            stats.encode_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            splitter.push(&mp3);
-            while let Some((_, bytes)) = splitter.next_frame() {
-                let media_time = MediaTime(seq * MP3_FRAME_SAMPLES);
-                // What the listener hears in the middle of this frame.
-                let heard_at = (seq * MP3_FRAME_SAMPLES + MP3_FRAME_SAMPLES / 2).saturating_sub(LAME_DELAY);
-                let on_air = labels.at(MediaTime(heard_at));
-                let frame = Frame { seq, media_time, on_air, data: Bytes::from(bytes) };
-                seq += 1;
-                if frames_tx.blocking_send(frame).is_err() {
-                    return Ok(());
-                }
-                stats.frames_queued.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        Ok(())
+        supervise::run(&health, &stop, || match encode(settings, &pcm_rx, &frames_tx, &stats, &mut seq) {
+            Ok(()) => Exit::Done,
+            Err(e) => Exit::Failed(e),
+        });
     })
+}
+
+/// Encodes PCM blocks until the PCM queue closes or the frame queue's
+/// receiver is gone (`Ok`), or LAME fails (`Err`). `seq` is the next
+/// frame's sequence number, kept across restarts.
+fn encode(
+    settings: LameSettings,
+    pcm_rx: &crossbeam_channel::Receiver<PcmBlock>,
+    frames_tx: &tokio::sync::mpsc::Sender<Frame>,
+    stats: &Stats,
+    seq: &mut u64,
+) -> Result<(), LameError> {
+    let mut lame = Lame::new(settings, None)?;
+    let mut splitter = FrameSplitter::default();
+    let mut labels = Labels::default();
+    let mut mp3 = Vec::new();
+    while let Ok(block) = pcm_rx.recv() {
+        let frames = block.samples.len() as u64 / 2;
+        stats.pcm_queued.fetch_sub(frames as i64, Ordering::Relaxed);
+        if Faults::take(&stats.faults.encoder_error) {
+            return Err(LameError::Encode("injected fault (test switch)".into()));
+        }
+        labels.push(block.start, block.on_air.clone());
+        mp3.clear();
+        let started = std::time::Instant::now();
+        lame.encode(&block.samples, &mut mp3)?;
+        stats.encode_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        splitter.push(&mp3);
+        while let Some((_, bytes)) = splitter.next_frame() {
+            let media_time = MediaTime(*seq * MP3_FRAME_SAMPLES);
+            // What the listener hears in the middle of this frame.
+            let heard_at = (*seq * MP3_FRAME_SAMPLES + MP3_FRAME_SAMPLES / 2).saturating_sub(LAME_DELAY);
+            let on_air = labels.at(MediaTime(heard_at));
+            let frame = Frame { seq: *seq, media_time, on_air, data: Bytes::from(bytes) };
+            *seq += 1;
+            if frames_tx.blocking_send(frame).is_err() {
+                return Ok(());
+            }
+            stats.frames_queued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// Media-time ranges and what is audible in each, oldest first.

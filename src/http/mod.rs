@@ -57,7 +57,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = crate::station::stopped(&mut shutdown) => break,
+            _ = crate::supervise::stopped(&mut shutdown) => break,
         };
         while conns.try_join_next().is_some() {}
         let (stream, _peer) = match accepted {
@@ -90,7 +90,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = kick.notified() => {}
-                _ = crate::station::stopped(&mut shutdown) => {
+                _ = crate::supervise::stopped(&mut shutdown) => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
                 }

@@ -118,7 +118,7 @@ pub struct MixerStatus {
     pub transitions_crossfade: u64,
     /// The latest transition: mode, tempos, stretch ratio, overlap bars,
     /// the fallback reason if any.
-    pub transition: Option<crate::mixer::TransitionInfo>,
+    pub transition: Option<crate::transition::TransitionInfo>,
     pub tracks_started: u64,
     pub track_failures: u64,
     pub last_error: Option<String>,

@@ -19,14 +19,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
-use serde::Serialize;
 
 use crate::analysis::Analysis;
 use crate::audio::TrackReader;
 use crate::catalog::{Catalog, Track};
 use crate::ordering::Scheduler;
 use crate::stats::Stats;
-use crate::transition::{self, track_gain_db, Mode, Plan, TransitionSettings};
+use crate::transition::{self, track_gain_db, Mode, Plan, TransitionInfo, TransitionSettings};
 use crate::units::{MediaTime, SampleRate};
 
 /// How many failing picks in a row the mixer tries before sending a block
@@ -44,19 +43,33 @@ const PLAN_AHEAD_S: f64 = 10.0;
 /// What is audible on air from `started_at` on.
 #[derive(Debug)]
 pub struct OnAir {
-    /// `None` while the station sends silence (nothing playable).
+    /// `None` while the station sends silence.
     pub track: Option<Arc<Track>>,
     pub started_at: MediaTime,
+    /// Why there is silence, when listeners should be told (the title
+    /// says so): a stage is restarting.
+    pub note: Option<&'static str>,
 }
+
+/// The title while the broadcaster bridges a gap in the music.
+pub const INTERRUPTION: &str = "Technical break - back in a moment";
 
 impl OnAir {
     pub fn silence(started_at: MediaTime) -> OnAir {
-        OnAir { track: None, started_at }
+        OnAir { track: None, started_at, note: None }
     }
 
-    /// The ICY `StreamTitle` text: `Artist - Title`.
+    pub fn interruption(started_at: MediaTime) -> OnAir {
+        OnAir { track: None, started_at, note: Some(INTERRUPTION) }
+    }
+
+    /// The ICY `StreamTitle` text: `Artist - Title`, or the note.
     pub fn stream_title(&self) -> String {
-        self.track.as_ref().map(|t| t.display()).unwrap_or_default()
+        match (&self.track, self.note) {
+            (Some(t), _) => t.display(),
+            (None, Some(note)) => note.to_string(),
+            (None, None) => String::new(),
+        }
     }
 }
 
@@ -75,17 +88,6 @@ pub struct MixerSettings {
     pub transition: TransitionSettings,
     /// Frames per PCM block.
     pub block: usize,
-}
-
-/// The latest transition, as /status shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TransitionInfo {
-    pub from: String,
-    pub to: String,
-    #[serde(flatten)]
-    pub plan: Plan,
-    /// Media time (seconds) at which it started.
-    pub at_s: f64,
 }
 
 /// The next track and the planned hand-over to it.
@@ -127,13 +129,24 @@ struct Worker {
     stop: Arc<AtomicBool>,
     /// Media time of the next sample to emit.
     now: MediaTime,
+    /// Tracks being played or prepared: the suspects if the worker panics.
+    on_hand: Vec<Arc<Track>>,
+    /// Panics each track was on hand for.
+    suspects: std::collections::HashMap<i64, u32>,
 }
 
 /// Why the worker stopped emitting.
 struct Stopped;
 
+/// Panics a track may be caught up in before it is taken off the schedule
+/// (one could be the mixer's fault, two are the track's).
+const SUSPECT_PANICS: u32 = 2;
+
 /// Spawns the mixer thread. It runs until `stop` is set or the PCM queue's
-/// receiver is gone.
+/// receiver is gone. Supervised: after a panic the worker starts again
+/// with the next pick, at the same place on the media clock (the queue
+/// drains meanwhile and the broadcaster bridges with silence); a track
+/// that was on hand at two panics is marked failed.
 pub fn spawn(
     settings: MixerSettings,
     scheduler: Arc<Mutex<Scheduler>>,
@@ -143,8 +156,23 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("mixer".into()).spawn(move || {
-        let mut w = Worker { settings, scheduler, catalog, out, stats, stop, now: MediaTime(0) };
-        let _ = w.run();
+        let health = stats.components.mixer.clone();
+        let mut w = Worker {
+            settings,
+            scheduler,
+            catalog,
+            out,
+            stats,
+            stop: stop.clone(),
+            now: MediaTime(0),
+            on_hand: Vec::new(),
+            suspects: std::collections::HashMap::new(),
+        };
+        crate::supervise::run(&health, &stop, || {
+            w.after_restart();
+            let Err(Stopped) = w.run();
+            crate::supervise::Exit::<&str>::Done
+        });
     })
 }
 
@@ -153,12 +181,29 @@ fn seconds_to_frames(t: f64, rate: SampleRate) -> usize {
 }
 
 impl Worker {
-    fn run(&mut self) -> Result<(), Stopped> {
+    /// Called before every start: a track on hand at a panic becomes a
+    /// suspect, and after `SUSPECT_PANICS` it is failed.
+    fn after_restart(&mut self) {
+        for track in std::mem::take(&mut self.on_hand) {
+            let n = self.suspects.entry(track.id).or_insert(0);
+            *n += 1;
+            if *n >= SUSPECT_PANICS {
+                self.fail(&track, "the mixer failed on this track twice");
+            }
+        }
+    }
+
+    fn run(&mut self) -> Result<std::convert::Infallible, Stopped> {
         let mut current: Option<Playing> = None;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(Stopped);
             }
+            if crate::supervise::Faults::take(&self.stats.faults.mixer_panic) {
+                panic!("injected fault (test switch)");
+            }
+            self.on_hand.clear();
+            self.on_hand.extend(current.iter().flat_map(|p| std::iter::once(p.track.clone()).chain(p.next.as_ref().map(|n| n.track.clone()))));
             let Some(mut p) = current.take() else {
                 current = self.open_next().map(|(track, analysis, reader)| {
                     // A track that starts cold starts at its cue-in.
@@ -220,7 +265,7 @@ impl Worker {
 
     fn playing(&self, track: Arc<Track>, analysis: Analysis, reader: TrackReader, buf: Vec<f32>, at: usize) -> Playing {
         let gain = 10f32.powf(track_gain_db(&analysis, &self.settings.transition) as f32 / 20.0);
-        let on_air = Arc::new(OnAir { track: Some(track.clone()), started_at: self.now });
+        let on_air = Arc::new(OnAir { track: Some(track.clone()), started_at: self.now, note: None });
         let mix_out_estimate_s = transition::plan(&analysis, &analysis, &self.settings.transition).a_out_s;
         Playing { reader, track, analysis, on_air, gain, buf, at, ended: false, next: None, mix_out_estimate_s }
     }
@@ -257,7 +302,8 @@ impl Worker {
     /// Takes the next pick and plans the hand-over from `p`.
     fn plan_next(&mut self, p: &Playing) -> Option<Next> {
         for _ in 0..MAX_OPEN_ATTEMPTS {
-            let track = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).next()?;
+            let track = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+            self.on_hand.push(track.clone());
             let analysis = match self.catalog.analysis(track.id) {
                 Ok(Some(a)) => a,
                 Ok(None) => {
@@ -358,7 +404,8 @@ impl Worker {
     /// have no analysis.
     fn open_next(&mut self) -> Option<(Arc<Track>, Analysis, TrackReader)> {
         for _ in 0..MAX_OPEN_ATTEMPTS {
-            let track = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).next()?;
+            let track = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+            self.on_hand.push(track.clone());
             let analysis = match self.catalog.analysis(track.id) {
                 Ok(Some(a)) => a,
                 _ => {

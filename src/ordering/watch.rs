@@ -14,6 +14,7 @@ use crossbeam_channel::RecvTimeoutError;
 use notify::{RecursiveMode, Watcher};
 
 use super::plugin::{version_of, Limits, Plugin, PluginError};
+use crate::supervise::{self, Exit, Health};
 use super::{dry_run, Scheduler, DRY_RUN_PICKS};
 
 /// Quiet time after the last event before reloading: editors write a file
@@ -36,7 +37,7 @@ pub struct PluginWatcher {
 }
 
 impl PluginWatcher {
-    pub fn spawn(settings: ReloadSettings, scheduler: Arc<Mutex<Scheduler>>) -> std::io::Result<PluginWatcher> {
+    pub fn spawn(settings: ReloadSettings, scheduler: Arc<Mutex<Scheduler>>, health: Arc<Health>) -> std::io::Result<PluginWatcher> {
         let dir = settings.file.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         let name = settings.file.file_name().map(|n| n.to_owned());
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -53,17 +54,20 @@ impl PluginWatcher {
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new().name("plugins".into()).spawn(move || {
             let mut changed_at: Option<Instant> = None;
-            while !thread_stop.load(Ordering::Relaxed) {
-                match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(()) => changed_at = Some(Instant::now()),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+            supervise::run(&health, &thread_stop, || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(()) => changed_at = Some(Instant::now()),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return Exit::<&str>::Done,
+                    }
+                    if changed_at.is_some_and(|t| t.elapsed() >= SETTLE) {
+                        changed_at = None;
+                        reload(&settings, &scheduler);
+                    }
                 }
-                if changed_at.is_some_and(|t| t.elapsed() >= SETTLE) {
-                    changed_at = None;
-                    reload(&settings, &scheduler);
-                }
-            }
+                Exit::Done
+            })
         })?;
         Ok(PluginWatcher { stop, thread: Some(thread), _watcher: watcher })
     }

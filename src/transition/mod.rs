@@ -12,3 +12,14 @@ mod render;
 
 pub use plan::{plan, track_gain_db, Mode, Plan, TransitionSettings};
 pub use render::{render, Rendered};
+
+/// A transition as it aired, as /status shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TransitionInfo {
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub plan: Plan,
+    /// Media time (seconds) at which it started.
+    pub at_s: f64,
+}
