@@ -126,10 +126,10 @@ fn mp3(pcm: &[f32]) -> Vec<u8> {
 }
 
 /// Writes the corpus into `dir` (created). `hour_long` adds the hour-long
-/// file (a 29 MB WAV). Returns the entries; the symlink entries are folders
-/// and links inside `dir`, and `outside` (a sibling of `dir`) is the target
-/// of a link that leads out of the library.
-pub fn write(dir: &Path, hour_long: bool) -> std::io::Result<Vec<Entry>> {
+/// file (a 29 MB WAV). Returns the entries; the symlink entries are links
+/// inside `dir`, one of them to the folder `outside` (made, with a good
+/// file in it), which should lie outside the library.
+pub fn write(dir: &Path, outside: &Path, hour_long: bool) -> std::io::Result<Vec<Entry>> {
     std::fs::create_dir_all(dir)?;
     let entries = std::cell::RefCell::new(Vec::new());
     let put = |name: &str, kind: &'static str, bytes: &[u8]| -> std::io::Result<()> {
@@ -237,15 +237,11 @@ pub fn write(dir: &Path, hour_long: bool) -> std::io::Result<Vec<Entry>> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("..", &link)?;
         entries.borrow_mut().push(Entry { path: link, kind: "symlink loop" });
-        let outside = dir.with_file_name(format!(
-            "{}-outside",
-            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        ));
-        std::fs::create_dir_all(&outside)?;
+        std::fs::create_dir_all(outside)?;
         std::fs::write(outside.join("outside.mp3"), &song_mp3)?;
         let out_link = dir.join("out-link");
         let _ = std::fs::remove_file(&out_link);
-        std::os::unix::fs::symlink(&outside, &out_link)?;
+        std::os::unix::fs::symlink(outside, &out_link)?;
         entries.borrow_mut().push(Entry { path: out_link, kind: "symlink out of the library" });
         let same = dir.join("same-file-link.mp3");
         let _ = std::fs::remove_file(&same);

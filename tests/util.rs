@@ -258,3 +258,50 @@ pub async fn wait_status(addr: SocketAddr, limit: Duration, cond: impl Fn(&serde
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A listener reading in the background, noting the longest wait between
+/// reads and whether the stream ended.
+pub struct BackgroundListener {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Heard>,
+    pub received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a background listener heard.
+pub struct Heard {
+    pub bytes: Vec<u8>,
+    pub max_gap: Duration,
+    /// The stream ended (or stalled 10 s) before the listener was stopped.
+    pub ended: bool,
+}
+
+impl BackgroundListener {
+    pub async fn start(addr: SocketAddr) -> BackgroundListener {
+        let mut client = get(addr, "/stream.mp3", &[]).await;
+        assert_eq!(client.status, 200);
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = received.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let (mut last, mut max_gap, mut bytes) = (Instant::now(), Duration::ZERO, Vec::new());
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return Heard { bytes, max_gap, ended: false },
+                    r = client.chunk(Duration::from_secs(10)) => {
+                        let Ok(Some(chunk)) = r else { return Heard { bytes, max_gap, ended: true } };
+                        max_gap = max_gap.max(last.elapsed());
+                        last = Instant::now();
+                        bytes.extend_from_slice(&chunk);
+                        count.store(bytes.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        BackgroundListener { stop, task, received }
+    }
+
+    pub async fn stop(self) -> Heard {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}

@@ -32,6 +32,8 @@ pub struct Status {
     pub library: Library,
     pub mixer: MixerStatus,
     pub ordering: crate::ordering::OrderingStatus,
+    /// Each supervised stage: alive, restarts, last error with its time.
+    pub components: std::collections::BTreeMap<&'static str, crate::supervise::HealthReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +89,9 @@ pub struct BroadcastStatus {
     pub drift_ms: f64,
     pub burst_s: f64,
     pub media_time_s: f64,
+    /// What the title says while there is no music on air for a reason
+    /// listeners are told (a stage restarting); null otherwise.
+    pub note: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,7 +142,9 @@ impl StatusSource {
             let sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
             (sched.upcoming().iter().map(|p| TrackSummary::from(&*p.track)).collect(), sched.status())
         };
-        let now_playing = self.hub.on_air().and_then(|on_air| {
+        let on_air = self.hub.on_air();
+        let note = on_air.as_ref().and_then(|a| a.note);
+        let now_playing = on_air.and_then(|on_air| {
             on_air.track.as_ref().map(|t| NowPlaying {
                 id: t.id,
                 title: t.title.clone(),
@@ -173,6 +180,7 @@ impl StatusSource {
                 drift_ms: s.drift_us.load(Ordering::Relaxed) as f64 / 1000.0,
                 burst_s: self.hub.burst_s(),
                 media_time_s: frames_sent as f64 * frame_s,
+                note,
             },
             listeners: Listeners {
                 count: self.hub.listener_count(),
@@ -201,6 +209,7 @@ impl StatusSource {
                 last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             },
             ordering,
+            components: s.components.report(),
         })
     }
 }

@@ -178,8 +178,12 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
 
     // A, up to the end of the overlap.
     let mut a_part = vec![0.0f32; total * 2];
+    // A or B may hold less than planned (a read error, a file replaced
+    // after analysis): what is missing is silence.
     let a_len = (a.len() / 2).saturating_sub(a0).min(ov_end);
-    a_part[..a_len * 2].copy_from_slice(&a[a0 * 2..(a0 + a_len) * 2]);
+    if a_len > 0 {
+        a_part[..a_len * 2].copy_from_slice(&a[a0 * 2..(a0 + a_len) * 2]);
+    }
 
     // B, from the start of the overlap on.
     let mut b_part = vec![0.0f32; total * 2];
@@ -212,8 +216,8 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
             stretch_segments(b, &segments, rate, plan.stretch_ratio)
         }
         Mode::Crossfade => {
-            let b0 = frame(plan.b_in_s, rate);
-            let n = (total - ov_start).min((b.len() / 2).saturating_sub(b0));
+            let b0 = frame(plan.b_in_s, rate).min(b.len() / 2);
+            let n = (total - ov_start).min(b.len() / 2 - b0);
             b_next_frame = b0 + n;
             b[b0 * 2..(b0 + n) * 2].to_vec()
         }
