@@ -236,7 +236,7 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
     let p = plan(&aa, &ab, &settings);
     let post_s = if p.mode == Mode::Beatmatched { p.glide_out_s() + 30.0 } else { 30.0 };
     let started = Instant::now();
-    let r = render(&a, &b, &p, &settings, rate, 30.0, post_s);
+    let r = render(&a, &b, &p, &settings, rate, 30.0, post_s, true);
     let render_s = started.elapsed().as_secs_f64();
 
     // Alignment, measured: B's beats tracked in its stretched audio against

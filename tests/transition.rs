@@ -107,7 +107,7 @@ fn beats_lock_downbeats_coincide_pitch_holds_and_nothing_clips() {
     assert_eq!(plan.mode, Mode::Beatmatched, "{:?}", plan.reason);
     assert!((plan.stretch_ratio - 120.0 / 126.0).abs() < 0.01, "{}", plan.stretch_ratio);
     assert!(plan.overlap_bars >= 8, "{}", plan.overlap_bars);
-    let r = render(&p.a, &p.b, &plan, &settings, RATE, 30.0, 30.0);
+    let r = render(&p.a, &p.b, &plan, &settings, RATE, 30.0, 30.0, true);
 
     // Beat alignment: B's clicks against A's, beat by beat, in the overlap.
     let env_a = band_envelope(&r.a_part, 2500.0);
@@ -231,7 +231,7 @@ fn beatless_pair_crossfades_without_silence() {
     println!("{}", serde_json::to_string(&plan).unwrap());
     assert_eq!(plan.mode, Mode::Crossfade);
     assert!(plan.reason.as_deref().is_some_and(|r| !r.is_empty()));
-    let r = render(&a, &b, &plan, &settings, RATE, 10.0, 10.0);
+    let r = render(&a, &b, &plan, &settings, RATE, 10.0, 10.0, true);
     // No 100 ms window quieter than -50 dBFS anywhere in the render.
     let win = 4410;
     let quietest = r

@@ -46,13 +46,23 @@ impl TrackReader {
     }
 
     /// Appends up to `frames` stereo frames to `out`; returns how many were
-    /// appended. Zero means the track has ended.
+    /// appended. Zero means the track has ended. Decoded blocks go straight
+    /// on to `out`: only one block is held here, however much is asked for.
     pub fn read(&mut self, out: &mut Vec<f32>, frames: usize) -> Result<usize, AudioError> {
-        while self.pending.len() - self.pos < frames * 2 && !self.finished {
-            if self.pos > 0 {
-                self.pending.drain(..self.pos);
-                self.pos = 0;
+        let mut got = 0;
+        while got < frames {
+            if self.pos < self.pending.len() {
+                let n = ((self.pending.len() - self.pos) / 2).min(frames - got);
+                out.extend_from_slice(&self.pending[self.pos..self.pos + n * 2]);
+                self.pos += n * 2;
+                got += n;
+                continue;
             }
+            if self.finished {
+                break;
+            }
+            self.pending.clear();
+            self.pos = 0;
             match self.decoder.next_block()? {
                 Some(block) => match &mut self.resampler {
                     Some(r) => r.push(&block, &mut self.pending)?,
@@ -66,9 +76,6 @@ impl TrackReader {
                 }
             }
         }
-        let n = ((self.pending.len() - self.pos) / 2).min(frames);
-        out.extend_from_slice(&self.pending[self.pos..self.pos + n * 2]);
-        self.pos += n * 2;
-        Ok(n)
+        Ok(got)
     }
 }

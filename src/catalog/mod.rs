@@ -126,11 +126,12 @@ impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
         match Catalog::open_checked(path) {
             Err(CatalogError::Open { source, .. }) if is_corruption(&source) => {
-                let aside = path.with_file_name(format!(
-                    "{}.corrupt-{}",
-                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-                ));
+                let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let aside = (0..)
+                    .map(|n| path.with_file_name(if n == 0 { format!("{name}.corrupt-{stamp}") } else { format!("{name}.corrupt-{stamp}-{n}") }))
+                    .find(|p| !p.exists())
+                    .expect("a free name");
                 tracing::warn!(
                     "catalogue {} is damaged ({source}): moved to {} and rebuilt from the library",
                     path.display(),

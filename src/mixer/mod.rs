@@ -273,6 +273,11 @@ impl Worker {
     /// Decodes until `p` holds `frames` frames or its track ends.
     fn fill(&self, p: &mut Playing, frames: usize) {
         let started = Instant::now();
+        // A transition asks for tens of seconds at once: room for exactly
+        // that (doubling growth would reserve up to twice as much).
+        if frames * 2 > p.buf.capacity() {
+            p.buf.reserve_exact(frames * 2 - p.buf.len());
+        }
         while !p.ended && p.frames() < frames {
             let want = frames - p.frames();
             match p.reader.read(&mut p.buf, want) {
@@ -356,7 +361,7 @@ impl Worker {
         let mut b = self.playing(next.track.clone(), next.analysis, reader, Vec::new(), 0);
         self.fill(&mut b, b_need);
         let started = Instant::now();
-        let r = transition::render(&p.buf, &b.buf, &plan, &s, rate, 0.0, post_s);
+        let r = transition::render(&p.buf, &b.buf, &plan, &s, rate, 0.0, post_s, false);
         self.stats.mix_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.stats.tracks_started.fetch_add(1, Ordering::Relaxed);
         tracing::info!("next: {} ({:?})", next.track.display(), plan.mode);
@@ -365,7 +370,7 @@ impl Worker {
         // B is audible from the first frame of the render.
         let handover = seconds_to_frames(HANDOVER_S, rate).min(r.pcm.len() / 2);
         let body = r.pcm.len() / 2 - handover;
-        self.emit(r.pcm[..body * 2].to_vec(), b.on_air.clone())?;
+        self.emit_slice(&r.pcm[..body * 2], &b.on_air)?;
         // Crossfade the render's tail into B's own audio at the same place.
         let b_from = r.b_next_frame.saturating_sub(handover);
         self.fill(&mut b, r.b_next_frame + 1);
@@ -379,6 +384,8 @@ impl Worker {
         }
         self.emit(tail, b.on_air.clone())?;
         b.buf.drain(..(r.b_next_frame * 2).min(b.buf.len()));
+        // B streams from here: give back the room its head took.
+        b.buf.shrink_to_fit();
         b.at = r.b_next_frame;
         Ok(Some(b))
     }
@@ -439,11 +446,15 @@ impl Worker {
     /// Sends `samples` as blocks of at most one block length, blocking while
     /// the queue is full (checking for stop).
     fn emit(&mut self, samples: Vec<f32>, on_air: Arc<OnAir>) -> Result<(), Stopped> {
-        let max = self.settings.block * 2;
-        if samples.len() <= max {
+        if samples.len() <= self.settings.block * 2 {
             return self.send(samples, on_air);
         }
-        for chunk in samples.chunks(max) {
+        self.emit_slice(&samples, &on_air)
+    }
+
+    /// `emit` from a borrowed buffer: only one block is copied at a time.
+    fn emit_slice(&mut self, samples: &[f32], on_air: &Arc<OnAir>) -> Result<(), Stopped> {
+        for chunk in samples.chunks(self.settings.block * 2) {
             self.send(chunk.to_vec(), on_air.clone())?;
         }
         Ok(())

@@ -38,21 +38,25 @@ impl Biquad {
     }
 }
 
-/// Splits interleaved stereo at `hz`: returns the low band, a 4th-order
-/// Linkwitz–Riley low-pass (two Butterworth stages), and leaves the high
-/// band, the remainder, in `stereo`, so low + high is exactly the input.
-/// In place: a transition's buffers are large.
-pub fn split_bands(stereo: &mut [f32], rate: u32, hz: f32) -> Vec<f32> {
-    let mut filters = [[Biquad::lowpass(rate as f32, hz); 2]; 2];
-    let mut low = Vec::with_capacity(stereo.len());
-    for (i, x) in stereo.iter_mut().enumerate() {
-        let ch = &mut filters[i % 2];
-        let first = ch[0].run(*x);
-        let l = ch[1].run(first);
-        low.push(l);
-        *x -= l;
+/// A band split of one channel at `hz`, sample by sample: the low band is
+/// a 4th-order Linkwitz–Riley low-pass (two Butterworth stages), the high
+/// band the remainder, so low + high is exactly the input.
+#[derive(Debug, Clone, Copy)]
+pub struct BandSplit {
+    stages: [Biquad; 2],
+}
+
+impl BandSplit {
+    pub fn new(rate: u32, hz: f32) -> BandSplit {
+        BandSplit { stages: [Biquad::lowpass(rate as f32, hz); 2] }
     }
-    low
+
+    /// (low, high) of the next sample.
+    pub fn run(&mut self, x: f32) -> (f32, f32) {
+        let first = self.stages[0].run(x);
+        let low = self.stages[1].run(first);
+        (low, x - low)
+    }
 }
 
 /// Linear gain that brings `lufs` to `target`, at most `max_db` up or down.
@@ -69,85 +73,108 @@ const TP_TAPS: usize = 8;
 /// and the next, interpolated with a Hann-windowed sinc (4× oversampling,
 /// as BS.1770 true-peak meters do).
 pub fn true_peaks(stereo: &[f32]) -> Vec<f32> {
-    let n = stereo.len() / 2;
-    let kernels: Vec<[f32; 2 * TP_TAPS]> = [0.25f32, 0.5, 0.75]
-        .iter()
-        .map(|&frac| {
-            std::array::from_fn(|k| {
-                // Tap k sits at offset (k - TP_TAPS + 1) from frame i.
-                let x = k as f32 - (TP_TAPS as f32 - 1.0) - frac;
-                let sinc = if x.abs() < 1e-6 { 1.0 } else { (std::f32::consts::PI * x).sin() / (std::f32::consts::PI * x) };
-                let w = 0.5 + 0.5 * (std::f32::consts::PI * x / TP_TAPS as f32).cos();
-                sinc * w
-            })
-        })
-        .collect();
-    (0..n)
-        .map(|i| {
-            let mut peak = stereo[2 * i].abs().max(stereo[2 * i + 1].abs());
-            for c in 0..2 {
-                for kern in &kernels {
-                    let mut acc = 0.0f32;
-                    for (k, w) in kern.iter().enumerate() {
-                        let j = i as isize + k as isize - (TP_TAPS as isize - 1);
-                        if j >= 0 && (j as usize) < n {
-                            acc += w * stereo[j as usize * 2 + c];
-                        }
-                    }
-                    peak = peak.max(acc.abs());
-                }
-            }
-            peak
-        })
-        .collect()
+    let kernels = tp_kernels();
+    (0..stereo.len() / 2).map(|i| true_peak_at(stereo, i, &kernels)).collect()
 }
 
-/// Look-ahead true-peak limiter over a whole buffer of interleaved stereo,
-/// linked across channels: nothing leaves above `ceiling` (linear), between
-/// samples included. The gain
-/// drops ahead of each peak (within `lookahead` frames), is smoothed by a
-/// moving average over the look-ahead, and recovers with `release` frames'
-/// time constant.
+/// True peak of frame `i` of interleaved stereo (see `true_peaks`).
+fn true_peak_at(stereo: &[f32], i: usize, kernels: &[[f32; 2 * TP_TAPS]; 3]) -> f32 {
+    let n = stereo.len() / 2;
+    let mut peak = stereo[2 * i].abs().max(stereo[2 * i + 1].abs());
+    for c in 0..2 {
+        for kern in kernels {
+            let mut acc = 0.0f32;
+            for (k, w) in kern.iter().enumerate() {
+                let j = i as isize + k as isize - (TP_TAPS as isize - 1);
+                if j >= 0 && (j as usize) < n {
+                    acc += w * stereo[j as usize * 2 + c];
+                }
+            }
+            peak = peak.max(acc.abs());
+        }
+    }
+    peak
+}
+
+fn tp_kernels() -> [[f32; 2 * TP_TAPS]; 3] {
+    [0.25f32, 0.5, 0.75].map(|frac| {
+        std::array::from_fn(|k| {
+            // Tap k sits at offset (k - TP_TAPS + 1) from frame i.
+            let x = k as f32 - (TP_TAPS as f32 - 1.0) - frac;
+            let sinc = if x.abs() < 1e-6 { 1.0 } else { (std::f32::consts::PI * x).sin() / (std::f32::consts::PI * x) };
+            let w = 0.5 + 0.5 * (std::f32::consts::PI * x / TP_TAPS as f32).cos();
+            sinc * w
+        })
+    })
+}
+
+/// Look-ahead true-peak limiter over a buffer of interleaved stereo, linked
+/// across channels: nothing leaves above `ceiling` (linear), between
+/// samples included. The gain drops ahead of each peak (within `lookahead`
+/// frames), is smoothed by a moving average over the look-ahead, and
+/// recovers with `release` frames' time constant. Runs in one pass with
+/// state the size of the look-ahead: frame i is scaled when the peaks up to
+/// i + 2·lookahead have been seen (they are read before anything near them
+/// is scaled).
 pub fn limit(stereo: &mut [f32], ceiling: f32, lookahead: usize, release: usize) {
     let n = stereo.len() / 2;
     if n == 0 {
         return;
     }
-    let need: Vec<f32> = true_peaks(stereo).into_iter().map(|p| if p > ceiling { ceiling / p } else { 1.0 }).collect();
-    // Forward minimum over [i, i + lookahead] (monotonic deque).
-    let mut ahead = vec![1.0f32; n];
-    let mut dq: std::collections::VecDeque<usize> = Default::default();
-    for j in (0..n).rev() {
-        while dq.back().is_some_and(|&k| need[k] >= need[j]) {
-            dq.pop_back();
+    let kernels = tp_kernels();
+    let need = |stereo: &[f32], j: usize| {
+        let p = true_peak_at(stereo, j, &kernels);
+        if p > ceiling {
+            ceiling / p
+        } else {
+            1.0
         }
-        dq.push_back(j);
-        while dq.front().is_some_and(|&k| k > j + lookahead) {
-            dq.pop_front();
-        }
-        ahead[j] = need[*dq.front().expect("just pushed")];
-    }
-    // Instant attack, exponential release.
+    };
     let alpha = 1.0 - (-1.0 / release.max(1) as f32).exp();
-    let mut g = 1.0f32;
-    for a in ahead.iter_mut() {
-        g = if *a < g { *a } else { g + (*a - g) * alpha };
-        *a = g;
-    }
-    // Moving average over the look-ahead (unity before the start): every
-    // value averaged at a peak is at most the gain that peak needs; the
-    // minimum with the unsmoothed gain covers the first frames.
     let w = lookahead + 1;
-    let mut sum = 0.0f64;
-    for i in 0..n {
-        sum += ahead[i] as f64;
-        if i >= w {
-            sum -= ahead[i - w] as f64;
+    // Needed gains of frames not yet past the window: (frame, need), with
+    // a monotonic deque giving the minimum over [i, i + lookahead].
+    let mut window: std::collections::VecDeque<(usize, f32)> = Default::default();
+    // The release-smoothed gain of the last w frames (ring), and their sum.
+    let mut smoothed = vec![1.0f32; w];
+    let mut sum = w as f64;
+    let mut g = 1.0f32;
+    let mut next_need = 0usize;
+    // Gains are applied `delay` frames after they are computed, so the
+    // true-peak interpolator (which reads TP_TAPS frames either side)
+    // never reads a frame that was already scaled.
+    let delay = TP_TAPS;
+    let mut pending: std::collections::VecDeque<f32> = Default::default();
+    for i in 0..n + delay {
+        // Bring the window up to frame i + lookahead.
+        while next_need <= (i + lookahead).min(n - 1) && next_need < n {
+            let v = need(stereo, next_need);
+            while window.back().is_some_and(|&(_, b)| b >= v) {
+                window.pop_back();
+            }
+            window.push_back((next_need, v));
+            next_need += 1;
         }
-        let missing = w.saturating_sub(i + 1) as f64;
-        let g = (((sum + missing) / w as f64) as f32).min(ahead[i]);
-        stereo[2 * i] *= g;
-        stereo[2 * i + 1] *= g;
+        if i < n {
+            while window.front().is_some_and(|&(k, _)| k < i) {
+                window.pop_front();
+            }
+            let ahead = window.front().map_or(1.0, |&(_, v)| v);
+            // Instant attack, exponential release.
+            g = if ahead < g { ahead } else { g + (ahead - g) * alpha };
+            sum += g as f64 - smoothed[i % w] as f64;
+            smoothed[i % w] = g;
+            // Moving average over the look-ahead (unity before the start):
+            // every value averaged at a peak is at most the gain that peak
+            // needs; the minimum with the unsmoothed gain covers the start.
+            pending.push_back(((sum / w as f64) as f32).min(g));
+        }
+        if i >= delay {
+            let k = i - delay;
+            let gain = pending.pop_front().expect("one per frame");
+            stereo[2 * k] *= gain;
+            stereo[2 * k + 1] *= gain;
+        }
     }
 }
 
@@ -158,11 +185,17 @@ mod tests {
     #[test]
     fn bands_sum_to_the_input() {
         let x: Vec<f32> = (0..4410).map(|i| ((i as f32) * 0.37).sin() * 0.5 + ((i as f32) * 0.01).sin() * 0.5).collect();
-        let mut h = x.clone();
-        let l = split_bands(&mut h, 44_100, 200.0);
-        for i in 0..x.len() {
-            assert!((l[i] + h[i] - x[i]).abs() < 1e-6);
+        let mut split = BandSplit::new(44_100, 200.0);
+        for v in &x {
+            let (l, h) = split.run(*v);
+            assert!((l + h - v).abs() < 1e-6);
         }
+    }
+
+    /// The low band of interleaved stereo (left channel split, both out).
+    fn low_band(stereo: &[f32]) -> Vec<f32> {
+        let mut split = [BandSplit::new(44_100, 200.0); 2];
+        stereo.iter().enumerate().map(|(i, v)| split[i % 2].run(*v).0).collect()
     }
 
     #[test]
@@ -174,9 +207,9 @@ mod tests {
             }).collect()
         };
         let rms = |v: &[f32]| (v[20_000..].iter().map(|x| x * x).sum::<f32>() / (v.len() - 20_000) as f32).sqrt();
-        let l = split_bands(&mut tone(50.0), 44_100, 200.0);
+        let l = low_band(&tone(50.0));
         assert!(rms(&l) > 0.65, "{}", rms(&l));
-        let l = split_bands(&mut tone(2000.0), 44_100, 200.0);
+        let l = low_band(&tone(2000.0));
         assert!(rms(&l) < 0.01, "{}", rms(&l));
     }
 

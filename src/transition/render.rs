@@ -7,7 +7,7 @@
 
 use ssstretch::Stretch;
 
-use super::dsp::{limit, split_bands};
+use super::dsp::{limit, BandSplit};
 use super::plan::{Mode, Plan, TransitionSettings};
 use crate::units::SampleRate;
 
@@ -22,7 +22,7 @@ pub struct Rendered {
     /// The mix, interleaved stereo.
     pub pcm: Vec<f32>,
     /// A and B alone, as placed in the mix (gained, stretched, faded, before
-    /// the limiter): for measuring.
+    /// the limiter): for measuring; empty unless asked for.
     pub a_part: Vec<f32>,
     pub b_part: Vec<f32>,
     /// Output frames where the overlap starts and ends.
@@ -61,29 +61,34 @@ fn planar(x: &[f32], start: isize, n: usize) -> [Vec<f32>; 2] {
 /// and appears `output_latency` frames late: so the input is fed that far
 /// ahead of the segment it belongs to, and the output's first
 /// `output_latency` frames are dropped.
-fn stretch_segments(b: &[f32], segments: &[(usize, usize, usize)], rate: SampleRate, first_speed: f64) -> Vec<f32> {
+fn stretch_segments(b: &[f32], segments: &[(usize, usize, usize)], rate: SampleRate, first_speed: f64, out: &mut [f32]) {
     let mut st = Stretch::new();
     st.preset_default(2, rate.0 as f32);
     let in_lat = st.input_latency().max(0) as usize;
     let out_lat = st.output_latency().max(0) as usize;
-    let Some(&(s0, _, _)) = segments.first() else { return Vec::new() };
+    let Some(&(s0, _, _)) = segments.first() else { return };
     // Pre-roll: the input up to where feeding starts (in_lat ahead of s0).
     let pre = planar(b, s0 as isize, in_lat);
     st.seek_vec(&pre, in_lat as i32, first_speed);
-    let total: usize = segments.iter().map(|s| s.2).sum();
-    let mut out = Vec::with_capacity((total + out_lat) * 2);
     let mut outbuf = [Vec::new(), Vec::new()];
-    let push = |outbuf: &[Vec<f32>; 2], n: usize, out: &mut Vec<f32>| {
+    // Output frame `pos` (counting the latency) goes to out[pos - out_lat].
+    let mut pos = 0usize;
+    let mut push = |outbuf: &[Vec<f32>; 2], n: usize| {
         for i in 0..n {
-            out.push(outbuf[0][i]);
-            out.push(outbuf[1][i]);
+            if let Some(k) = (pos + i).checked_sub(out_lat) {
+                if k * 2 + 1 < out.len() {
+                    out[k * 2] = outbuf[0][i];
+                    out[k * 2 + 1] = outbuf[1][i];
+                }
+            }
         }
+        pos += n;
     };
     for &(src_start, src_end, n_out) in segments {
         let n_in = src_end - src_start;
         let input = planar(b, (src_start + in_lat) as isize, n_in);
         st.process_vec(&input, n_in as i32, &mut outbuf, n_out as i32);
-        push(&outbuf, n_out, &mut out);
+        push(&outbuf, n_out);
     }
     // Run on past the end at the last speed to cover the output latency.
     if let Some(&(src_start, src_end, n_out)) = segments.last() {
@@ -91,11 +96,8 @@ fn stretch_segments(b: &[f32], segments: &[(usize, usize, usize)], rate: SampleR
         let n_in = (out_lat as f64 * speed).round() as usize;
         let input = planar(b, (src_end + in_lat) as isize, n_in);
         st.process_vec(&input, n_in as i32, &mut outbuf, out_lat as i32);
-        push(&outbuf, out_lat, &mut out);
+        push(&outbuf, out_lat);
     }
-    out.drain(..(out_lat * 2).min(out.len()));
-    out.truncate(total * 2);
-    out
 }
 
 /// Seconds of the short-term loudness window (EBU R128 "S").
@@ -166,8 +168,23 @@ fn level_overlap(pcm: &mut [f32], ov_start: usize, ov_end: usize, rate: SampleRa
 }
 
 /// Renders `plan` from `pre_s` seconds before the overlap to `post_s`
-/// seconds after it.
-pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: SampleRate, pre_s: f64, post_s: f64) -> Rendered {
+/// seconds after it. `keep_parts` keeps A and B as placed in the mix, for
+/// measuring (it triples the memory a render takes).
+///
+/// Memory: besides the inputs, one buffer of the output's length. B is
+/// stretched straight into it, A is mixed in place, the band split runs
+/// sample by sample, and the limiter keeps only its look-ahead.
+#[allow(clippy::too_many_arguments)]
+pub fn render(
+    a: &[f32],
+    b: &[f32],
+    plan: &Plan,
+    s: &TransitionSettings,
+    rate: SampleRate,
+    pre_s: f64,
+    post_s: f64,
+    keep_parts: bool,
+) -> Rendered {
     let a_offset_s = (plan.a_out_s - pre_s).max(0.0);
     let a0 = frame(a_offset_s, rate);
     let ov_start = frame(plan.a_out_s, rate) - a0;
@@ -176,19 +193,10 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
     let a_gain = 10f32.powf(plan.a_gain_db as f32 / 20.0);
     let b_gain = 10f32.powf(plan.b_gain_db as f32 / 20.0);
 
-    // A, up to the end of the overlap.
-    let mut a_part = vec![0.0f32; total * 2];
-    // A or B may hold less than planned (a read error, a file replaced
-    // after analysis): what is missing is silence.
-    let a_len = (a.len() / 2).saturating_sub(a0).min(ov_end);
-    if a_len > 0 {
-        a_part[..a_len * 2].copy_from_slice(&a[a0 * 2..(a0 + a_len) * 2]);
-    }
-
-    // B, from the start of the overlap on.
-    let mut b_part = vec![0.0f32; total * 2];
+    // B, from the start of the overlap on, into the output buffer.
+    let mut pcm = vec![0.0f32; total * 2];
     let b_next_frame;
-    let b_rendered: Vec<f32> = match plan.mode {
+    match plan.mode {
         Mode::Beatmatched => {
             let mut segments = Vec::new();
             for (ab, bb) in plan.a_beats.windows(2).zip(plan.b_beats.windows(2)) {
@@ -213,61 +221,83 @@ pub fn render(a: &[f32], b: &[f32], plan: &Plan, s: &TransitionSettings, rate: S
                 left -= n;
             }
             b_next_frame = pos;
-            stretch_segments(b, &segments, rate, plan.stretch_ratio)
+            stretch_segments(b, &segments, rate, plan.stretch_ratio, &mut pcm[ov_start * 2..]);
         }
         Mode::Crossfade => {
+            // B may hold less than planned (a read error, a file replaced
+            // after analysis): what is missing is silence.
             let b0 = frame(plan.b_in_s, rate).min(b.len() / 2);
             let n = (total - ov_start).min(b.len() / 2 - b0);
             b_next_frame = b0 + n;
-            b[b0 * 2..(b0 + n) * 2].to_vec()
+            pcm[ov_start * 2..(ov_start + n) * 2].copy_from_slice(&b[b0 * 2..(b0 + n) * 2]);
+        }
+    }
+
+    // A, up to the end of the overlap, mixed in with the envelopes.
+    let a_at = |i: usize| -> [f32; 2] {
+        let f = a0 + i;
+        if i < ov_end && f * 2 + 1 < a.len() {
+            [a[f * 2], a[f * 2 + 1]]
+        } else {
+            [0.0, 0.0]
         }
     };
-    let n = b_rendered.len().min((total - ov_start) * 2);
-    b_part[ov_start * 2..ov_start * 2 + n].copy_from_slice(&b_rendered[..n]);
-
-    // Envelopes over the overlap.
+    let mut parts = keep_parts.then(|| (vec![0.0f32; total * 2], vec![0.0f32; total * 2]));
     let len = (ov_end - ov_start).max(1);
     let fade = |i: usize| ((i.saturating_sub(ov_start)) as f32 / len as f32).clamp(0.0, 1.0) * std::f32::consts::FRAC_PI_2;
     match plan.mode {
         Mode::Beatmatched => {
-            // Bass swap on the downbeat halfway through the overlap, ramped over one beat.
+            // Bass swap on the downbeat halfway through the overlap, ramped
+            // over one beat: each part is split into its low band (a
+            // Linkwitz–Riley low-pass) and the rest, sample by sample.
             let meter = (plan.a_beats.len() - 1) / plan.overlap_bars.max(1) as usize;
             let swap_beat = (plan.overlap_bars as usize / 2) * meter.max(1);
             let swap = frame(plan.a_beats[swap_beat.min(plan.a_beats.len() - 1)], rate) - a0;
-            let beat = frame(plan.a_beats[1], rate) - frame(plan.a_beats[0], rate);
-            // The parts become their high bands; the low bands come apart.
-            let a_low = split_bands(&mut a_part, rate.0, BASS_HZ);
-            let b_low = split_bands(&mut b_part, rate.0, BASS_HZ);
+            let beat = (frame(plan.a_beats[1], rate) - frame(plan.a_beats[0], rate)).max(1);
+            let mut split_a = [BandSplit::new(rate.0, BASS_HZ), BandSplit::new(rate.0, BASS_HZ)];
+            let mut split_b = [BandSplit::new(rate.0, BASS_HZ), BandSplit::new(rate.0, BASS_HZ)];
             for i in 0..total {
                 let x = fade(i);
                 let bass_in = ((i as f32 - swap as f32) / beat as f32).clamp(0.0, 1.0);
                 let (ga_hi, gb_hi) = (x.cos(), x.sin());
+                let av = a_at(i);
                 for c in 0..2 {
                     let j = i * 2 + c;
-                    let a = a_part[j] * ga_hi + a_low[j] * (1.0 - bass_in);
-                    let b = b_part[j] * gb_hi + b_low[j] * bass_in;
-                    a_part[j] = a * a_gain;
-                    b_part[j] = b * b_gain;
+                    let (a_low, a_high) = split_a[c].run(av[c]);
+                    let (b_low, b_high) = split_b[c].run(pcm[j]);
+                    let a = (a_high * ga_hi + a_low * (1.0 - bass_in)) * a_gain;
+                    let b = (b_high * gb_hi + b_low * bass_in) * b_gain;
+                    if let Some((pa, pb)) = &mut parts {
+                        pa[j] = a;
+                        pb[j] = b;
+                    }
+                    pcm[j] = a + b;
                 }
             }
         }
         Mode::Crossfade => {
             for i in 0..total {
                 let x = fade(i);
+                let av = a_at(i);
                 for c in 0..2 {
                     let j = i * 2 + c;
-                    a_part[j] *= x.cos() * a_gain;
-                    b_part[j] *= x.sin() * b_gain;
+                    let a = av[c] * x.cos() * a_gain;
+                    let b = pcm[j] * x.sin() * b_gain;
+                    if let Some((pa, pb)) = &mut parts {
+                        pa[j] = a;
+                        pb[j] = b;
+                    }
+                    pcm[j] = a + b;
                 }
             }
         }
     }
-    let mut pcm: Vec<f32> = a_part.iter().zip(&b_part).map(|(a, b)| a + b).collect();
     level_overlap(&mut pcm, ov_start, ov_end, rate);
     // 0.1 dB below the ceiling: our 4× true-peak estimate can read a little
     // under a BS.1770 meter's.
     let ceiling = 10f32.powf((s.ceiling_db as f32 - 0.1) / 20.0);
     limit(&mut pcm, ceiling, frame(LIMIT_LOOKAHEAD_S, rate), frame(LIMIT_RELEASE_S, rate));
+    let (a_part, b_part) = parts.unwrap_or_default();
     Rendered { pcm, a_part, b_part, overlap_start: ov_start, overlap_end: ov_end, a_offset_s, b_next_frame }
 }
 
@@ -291,7 +321,8 @@ mod tests {
         // Beat-wise segments from click 2 on, each stretched by 1/speed.
         let segs: Vec<(usize, usize, usize)> =
             clicks[2..18].windows(2).map(|w| (w[0], w[1], ((w[1] - w[0]) as f64 / speed).round() as usize)).collect();
-        let out = stretch_segments(&b, &segs, rate, speed);
+        let mut out = vec![0.0f32; segs.iter().map(|s| s.2).sum::<usize>() * 2];
+        stretch_segments(&b, &segs, rate, speed, &mut out);
         let env: Vec<f32> = out.iter().step_by(2).map(|v| v.abs()).collect();
         let mut expected = 0usize;
         segs.iter()
