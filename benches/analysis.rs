@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use nonstop::analysis::{analyze_file, testset};
+use nonstop::analysis::analyze_file;
+use nonstop::synth::testset;
 use nonstop::audio::Decoder;
 use nonstop::encoder::{encode_file, FileTags, LameSettings};
 use nonstop::synth::{analysis_test_set, demo_specs, render};

@@ -10,10 +10,13 @@
 //! - [`encoder`]: the encoder thread — LAME, split into tagged MP3 frames.
 //! - [`broadcast`]: the paced broadcaster and the listener hub.
 //! - [`http`]: hyper front: stream, ICY metadata, playlists, status.
-//! - [`station`]: wires the stages together; [`stats`] is what they report.
+//! - [`station`]: wires the stages together; [`stats`] is what they report;
+//!   [`supervise`] restarts a stage that fails and keeps its health.
 //!
 //! Supporting: [`units`] (media time in samples), [`mp3`] (frame headers),
-//! [`synth`] (music with known tempo, beats and key, for the demo library and tests).
+//! [`cpu`] (CPU time and memory from /proc), [`synth`] (music with known
+//! tempo, beats and key for the demo library and tests, and the corpus of
+//! broken files for the fault tests).
 
 #![forbid(unsafe_code)]
 
@@ -24,7 +27,6 @@ pub mod catalog;
 pub mod config;
 pub mod cpu;
 pub mod encoder;
-pub mod fault_corpus;
 pub mod http;
 pub mod mixer;
 pub mod mp3;

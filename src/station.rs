@@ -86,7 +86,7 @@ fn workers() -> usize {
 pub fn open_catalog(config: &Config) -> Result<(Arc<Catalog>, Vec<PathBuf>, ScanReport), CatalogError> {
     let library = config.paths.library();
     let demo = config.paths.demo();
-    let has_demo = catalog::ensure_demo_library(&library, &demo, DEMO_TRACK_SECONDS, || {
+    let has_demo = crate::synth::demo::ensure_demo_library(&library, &demo, DEMO_TRACK_SECONDS, || {
         tracing::info!(
             "library {} holds no audio: synthesising the demo library into {} (about 10 s)",
             library.display(),

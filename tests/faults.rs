@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nonstop::catalog::Catalog;
-use nonstop::fault_corpus;
+use nonstop::synth::faults as fault_corpus;
 
 use crate::util::*;
 

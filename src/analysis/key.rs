@@ -2,7 +2,8 @@
 //! Krumhansl–Kessler key profiles rotated to all 24 keys. Reported as a
 //! name ("A minor") and on the Camelot wheel ("8A").
 
-use crate::synth::PITCH_NAMES;
+/// Pitch-class names, C = 0.
+pub const PITCH_NAMES: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
 
 const MAJOR: [f64; 12] = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
 const MINOR: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];

@@ -13,7 +13,6 @@ pub mod eval;
 pub mod features;
 pub mod key;
 pub mod tempo;
-pub mod testset;
 
 use std::path::Path;
 

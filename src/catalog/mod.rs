@@ -4,11 +4,9 @@
 //! failures on air) and short. Callers on the async runtime go through
 //! `spawn_blocking`.
 
-mod demo;
 mod indexer;
 mod scan;
 
-pub use demo::ensure_demo_library;
 pub use indexer::{Indexer, IndexerSettings};
 pub use scan::{analyse_pending, has_audio, AnalyseReport, Outcome, ScanReport, MAX_ATTEMPTS};
 

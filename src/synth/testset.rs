@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::{analyze_pcm, eval, Analysis};
-use crate::synth::{analysis_test_set, render, TrackSpec};
+use super::{analysis_test_set, render, TrackSpec};
+use crate::analysis::{analyze_pcm, eval, Analysis};
 use crate::units::SampleRate;
 
 #[derive(Debug, Clone, Serialize)]

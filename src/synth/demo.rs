@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
-use super::CatalogError;
+use super::{demo_specs, render};
+use crate::catalog::{has_audio, CatalogError};
 use crate::encoder::{encode_file, FileTags, LameSettings};
-use crate::synth::{demo_specs, render};
 use crate::units::SampleRate;
 
 /// LAME quality for the demo files: fast, since they are made on first start.
@@ -31,7 +31,7 @@ pub fn ensure_demo_library(library: &Path, demo: &Path, seconds: f64, on_start: 
     if demo.is_dir() {
         return Ok(true);
     }
-    if super::has_audio(library) {
+    if has_audio(library) {
         return Ok(false);
     }
     on_start();

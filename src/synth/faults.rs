@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::encoder::{encode_file, FileTags, LameSettings};
-use crate::synth::{demo_specs, render};
+use super::{demo_specs, render};
 use crate::units::SampleRate;
 
 /// One generated file (or folder arrangement) and what it is.

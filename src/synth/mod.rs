@@ -4,6 +4,10 @@
 //! beats and key). Rendering is additive, event by event, so a three-minute
 //! track takes well under a second in a release build.
 
+pub mod demo;
+pub mod faults;
+pub mod testset;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -14,8 +18,7 @@ use crate::units::SampleRate;
 
 const TAU: f32 = std::f32::consts::TAU;
 
-/// Pitch class names, C = 0.
-pub const PITCH_NAMES: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+pub use crate::analysis::key::PITCH_NAMES;
 
 /// How a track is played: meter, groove and production details. The
 /// default is straight 4/4 with four-on-the-floor kicks.
