@@ -199,8 +199,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  stream:   http://{}/stream.mp3", station.local_addr());
     println!("  status:   http://{}/status", station.local_addr());
     wait_for_signal().await;
-    eprintln!("shutting down");
+    eprintln!("shutting down (press Ctrl-C again to exit at once)");
+    // A second signal ends the process without waiting.
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("exiting at once");
+        std::process::exit(130);
+    });
     station.shutdown().await;
+    eprintln!("stopped");
     Ok(())
 }
 

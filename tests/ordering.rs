@@ -35,8 +35,8 @@ const BROKEN: [(&str, &str, &[usize]); 5] = [
     ("fn next_track(ctx) {\n    let x = ;\n    x\n}\n", "syntax error", &[2]),
     ("fn next_track(ctx) {\n    let n = ctx.candidates.len();\n    n / 0\n}\n", "runtime error", &[3]),
     ("fn next_track(ctx) {\n    let i = 0;\n    while true {\n        i += 1;\n    }\n    i\n}\n", "operations limit", &[3, 4]),
-    ("fn next_track(ctx) {\n    \"Target\"\n}\n", "must return a track id", &[1]),
-    ("fn next_track(ctx) {\n    123456789\n}\n", "not among the candidates", &[1]),
+    ("fn next_track(ctx) {\n    \"Target\"\n}\n", "must return a track id", &[2]),
+    ("fn next_track(ctx) {\n    123456789\n}\n", "not among the candidates", &[2]),
 ];
 
 fn titles(s: &serde_json::Value) -> Vec<String> {

@@ -228,12 +228,10 @@ impl Plugin {
             Ok(v) => v,
             Err(e) => {
                 let mut error = self.runtime_error(&e);
-                if error.line.is_none() && matches!(*e, EvalAltResult::ErrorTooManyOperations(..) | EvalAltResult::ErrorTerminated(..)) {
+                if error.line.is_none() {
                     // Limits stop a script without a position: run the pick
                     // again, stepping, to learn where it was cut off.
-                    self.tracer_line.store(0, Ordering::Relaxed);
-                    let _ = self.call(&self.tracer, arg());
-                    error.line = Some(self.tracer_line.load(Ordering::Relaxed)).filter(|l| *l > 0);
+                    error.line = self.last_line(arg());
                 }
                 return Err(error);
             }
@@ -241,16 +239,24 @@ impl Plugin {
         let Ok(id) = value.as_int() else {
             return Err(PluginError::new(
                 format!("{ENTRY} must return a track id (an integer), but returned {} `{value}`", value.type_name()),
-                self.entry_line,
+                self.last_line(arg()).or(self.entry_line),
             ));
         };
         if !ctx.candidates.iter().any(|t| t.id == id) {
             return Err(PluginError::new(
                 format!("{ENTRY} returned {id}, which is not among the candidates (unknown, not analysed, or blocked by the host rules)"),
-                self.entry_line,
+                self.last_line(arg()).or(self.entry_line),
             ));
         }
         Ok(id)
+    }
+
+    /// The line the script was on when it stopped (cut off by a limit, or
+    /// returning), found by running the pick again on the stepping engine.
+    fn last_line(&self, arg: Dynamic) -> Option<usize> {
+        self.tracer_line.store(0, Ordering::Relaxed);
+        let _ = self.call(&self.tracer, arg);
+        Some(self.tracer_line.load(Ordering::Relaxed)).filter(|l| *l > 0)
     }
 
     /// Calls the entry point under the wall-time limit.
@@ -455,8 +461,12 @@ mod tests {
             ("fn next_track(ctx) {\n  let x = 1;\n  x.nope()\n}", "runtime error", 3..=3),
             // Cut off somewhere in the loop: its head or its body.
             ("fn next_track(ctx) {\n  loop {\n    let y = 1;\n  }\n}", "operations limit", 2..=3),
-            ("fn next_track(ctx) {\n  \"seven\"\n}", "must return a track id", 1..=1),
-            ("\nfn next_track(ctx) {\n  99\n}", "not among the candidates", 2..=2),
+            // The line of the value returned, not of the `fn`.
+            ("fn next_track(ctx) {\n  \"seven\"\n}", "must return a track id", 2..=2),
+            ("\nfn next_track(ctx) {\n  99\n}", "not among the candidates", 3..=3),
+            // Stack and size limits carry the line too.
+            ("fn f(n) { f(n + 1) }\nfn next_track(ctx) {\n  f(0)\n}", "runtime error", 1..=3),
+            ("fn next_track(ctx) {\n  let s = \"x\";\n  loop { s += s; }\n}", "runtime error", 3..=3),
         ];
         for (src, want, lines) in cases {
             let e = run(src).unwrap_err();
