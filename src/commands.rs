@@ -187,23 +187,87 @@ pub fn plugin_check(config: &Config, path: &Path, picks: usize) -> anyhow::Resul
     Ok(true)
 }
 
-/// `nonstop eval-beats --annotations DIR PATH...`: F-measure per file and
-/// the mean. Returns whether any file was scored.
-pub fn eval_beats(annotations: &Path, paths: &[PathBuf]) -> anyhow::Result<bool> {
-    let files = expand(paths);
+/// One clip's scores: each `None` where the annotation is missing.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct ClipScore {
+    path: String,
+    beat_f: Option<f64>,
+    downbeat_f: Option<f64>,
+    bpm: f64,
+    ref_bpm: Option<f64>,
+    tempo_acc1: Option<bool>,
+    tempo_acc2: Option<bool>,
+    key: String,
+    ref_key: Option<String>,
+    key_score: Option<f64>,
+    duration_s: f64,
+    cpu_s: f64,
+}
+
+/// `nonstop eval [--annotations DIR] [--json] PATH...`: scores the analysis
+/// against `<stem>.beats` (beats and downbeats), `<stem>.bpm` and
+/// `<stem>.key` annotations, per clip and on average, with the analysis
+/// speed. A folder holding `audio/` and `annotations/` is taken as a whole.
+/// Returns whether any file was scored.
+pub fn eval(annotations: Option<&Path>, paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
+    let (annotations, paths): (PathBuf, Vec<PathBuf>) = match (annotations, paths) {
+        (Some(a), _) => (a.to_owned(), paths.to_vec()),
+        (None, [dir]) if dir.join("annotations").is_dir() && dir.join("audio").is_dir() => {
+            (dir.join("annotations"), vec![dir.join("audio")])
+        }
+        (None, _) => anyhow::bail!("--annotations DIR is needed (or one folder with audio/ and annotations/)"),
+    };
+    let files = expand(&paths);
     let scores = Mutex::new(Vec::new());
+    let read = |stem: &str, ext: &str| std::fs::read_to_string(annotations.join(format!("{stem}.{ext}"))).ok();
     parallel(
         &files,
         |path| {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let reference = eval::read_annotations(&annotations.join(format!("{stem}.beats")))?;
+            let cpu0 = nonstop::cpu::thread_seconds();
             let a = analysis::analyze_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok::<_, String>((eval::f_measure(&reference, &a.beats), reference.len(), a.beats.len(), a.bpm))
+            let cpu_s = nonstop::cpu::thread_seconds() - cpu0;
+            let mut c = ClipScore { path: path.display().to_string(), bpm: a.bpm, key: a.key.clone(), duration_s: a.duration_s, cpu_s, ..Default::default() };
+            let beats_file = annotations.join(format!("{stem}.beats"));
+            if beats_file.exists() {
+                let reference = eval::read_beats(&beats_file)?;
+                c.beat_f = Some(eval::f_measure(&reference.beats, &a.beats));
+                if !reference.downbeats.is_empty() {
+                    c.downbeat_f = Some(eval::f_measure(&reference.downbeats, &a.downbeats));
+                }
+            }
+            if let Some(bpm) = read(&stem, "bpm").and_then(|t| t.trim().parse::<f64>().ok()) {
+                let (acc1, acc2) = eval::tempo_accuracy(a.bpm, bpm);
+                (c.ref_bpm, c.tempo_acc1, c.tempo_acc2) = (Some(bpm), Some(acc1), Some(acc2));
+            }
+            if let Some(key) = read(&stem, "key").map(|k| k.trim().to_string()).filter(|k| !k.is_empty()) {
+                c.key_score = eval::parse_key(&key).zip(eval::parse_key(&a.key)).map(|(r, e)| eval::key_score(e, r));
+                c.ref_key = Some(key);
+            }
+            Ok::<_, String>(c)
         },
         |path, result| match result {
-            Ok((f, n_ref, n_est, bpm)) => {
-                println!("{}: F = {f:.3} ({n_ref} annotated, {n_est} estimated beats, {bpm:.1} BPM)", path.display());
-                scores.lock().unwrap_or_else(|p| p.into_inner()).push(f);
+            Ok(c) => {
+                if json {
+                    println!("{}", serde_json::to_string(&c).expect("json"));
+                } else {
+                    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+                    let yes = |v: Option<bool>| v.map_or("-", |v| if v { "yes" } else { "no" });
+                    println!(
+                        "{}: beat F {}, downbeat F {}, tempo {:.1} (ref {}) acc1 {} acc2 {}, key {} (ref {}) {}",
+                        path.display(),
+                        f(c.beat_f),
+                        f(c.downbeat_f),
+                        c.bpm,
+                        c.ref_bpm.map_or("-".to_string(), |b| format!("{b:.1}")),
+                        yes(c.tempo_acc1),
+                        yes(c.tempo_acc2),
+                        c.key,
+                        c.ref_key.as_deref().unwrap_or("-"),
+                        f(c.key_score)
+                    );
+                }
+                scores.lock().unwrap_or_else(|p| p.into_inner()).push(c);
             }
             Err(e) => println!("{}: error: {e}", path.display()),
         },
@@ -213,7 +277,34 @@ pub fn eval_beats(annotations: &Path, paths: &[PathBuf]) -> anyhow::Result<bool>
         println!("no file scored");
         return Ok(false);
     }
-    println!("mean F = {:.3} over {} files", scores.iter().sum::<f64>() / scores.len() as f64, scores.len());
+    let mean = |v: Vec<f64>| if v.is_empty() { None } else { Some((v.iter().sum::<f64>() / v.len() as f64, v.len())) };
+    let show = |m: Option<(f64, usize)>| m.map_or("-".to_string(), |(v, n)| format!("{v:.3} ({n})"));
+    let of = |f: fn(&ClipScore) -> Option<f64>| mean(scores.iter().filter_map(f).collect());
+    let as_f = |b: Option<bool>| b.map(|b| if b { 1.0 } else { 0.0 });
+    let (audio, cpu): (f64, f64) = scores.iter().fold((0.0, 0.0), |(a, c), s| (a + s.duration_s, c + s.cpu_s));
+    let summary = serde_json::json!({
+        "files": scores.len(),
+        "beat_f": of(|c| c.beat_f).map(|m| m.0),
+        "downbeat_f": of(|c| c.downbeat_f).map(|m| m.0),
+        "tempo_acc1": mean(scores.iter().filter_map(|c| as_f(c.tempo_acc1)).collect()).map(|m| m.0),
+        "tempo_acc2": mean(scores.iter().filter_map(|c| as_f(c.tempo_acc2)).collect()).map(|m| m.0),
+        "key_score": of(|c| c.key_score).map(|m| m.0),
+        "speed_x_realtime_per_cpu_s": audio / cpu.max(1e-9),
+    });
+    if json {
+        println!("{summary}");
+    } else {
+        println!(
+            "mean over {} files: beat F {}, downbeat F {}, tempo acc1 {} acc2 {}, key {}; analysis {:.0}x real time per CPU second",
+            scores.len(),
+            show(of(|c| c.beat_f)),
+            show(of(|c| c.downbeat_f)),
+            show(mean(scores.iter().filter_map(|c| as_f(c.tempo_acc1)).collect())),
+            show(mean(scores.iter().filter_map(|c| as_f(c.tempo_acc2)).collect())),
+            show(of(|c| c.key_score)),
+            audio / cpu.max(1e-9)
+        );
+    }
     Ok(true)
 }
 

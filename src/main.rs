@@ -68,11 +68,19 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
-    /// Score beat tracking against annotations (<stem>.beats: one beat time per line).
-    EvalBeats {
-        /// Folder of <stem>.beats files.
+    /// Score the analysis against annotations: beat and downbeat F-measure,
+    /// tempo Acc1/Acc2, key score, per file and on average.
+    #[command(alias = "eval-beats")]
+    Eval {
+        /// Folder of annotations: <stem>.beats (time [bar position] per
+        /// line), <stem>.bpm, <stem>.key. Optional when PATH is one folder
+        /// holding audio/ and annotations/.
         #[arg(long, value_name = "DIR")]
-        annotations: PathBuf,
+        annotations: Option<PathBuf>,
+        /// One JSON object per file, then a summary object.
+        #[arg(long)]
+        json: bool,
+        /// Audio files or folders.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
@@ -173,8 +181,8 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Plugin { action: PluginAction::Check { path, picks, args } }) => {
             return exit_if_none_ok(commands::plugin_check(&load_config(&args)?, &path, picks)?)
         }
-        Some(Command::EvalBeats { annotations, paths }) => {
-            return exit_if_none_ok(commands::eval_beats(&annotations, &paths)?)
+        Some(Command::Eval { annotations, json, paths }) => {
+            return exit_if_none_ok(commands::eval(annotations.as_deref(), &paths, json)?)
         }
     };
     let config = load_config(&args)?;

@@ -1,6 +1,10 @@
-//! Beat-tracking evaluation: the standard F-measure (as in mir_eval): beats
-//! in the first 5 s are ignored, an estimate within ±70 ms of an annotation
-//! is a hit, each annotation matches at most one estimate.
+//! Evaluation against annotations, by the usual conventions (mir_eval,
+//! MIREX): beat and downbeat F-measure (beats in the first 5 s ignored, an
+//! estimate within ±70 ms of an annotation is a hit, each annotation
+//! matches at most one estimate); tempo Acc1 (within 4 %) and Acc2 (within
+//! 4 % of ½, ⅓, 1, 2 or 3 times the reference); the weighted key score (1
+//! same key, 0.5 a fifth apart in the same mode, 0.3 relative, 0.2
+//! parallel, else 0).
 
 use std::path::Path;
 
@@ -45,19 +49,92 @@ pub fn f_measure(reference: &[f64], estimated: &[f64]) -> f64 {
 /// optionally followed by its position in the bar. Blank lines and `#`
 /// comments are skipped. Errors name the line.
 pub fn read_annotations(path: &Path) -> Result<Vec<f64>, String> {
+    read_beats(path).map(|b| b.beats)
+}
+
+/// Annotated beats and, where bar positions are given, downbeats (position 1).
+#[derive(Debug, Clone, Default)]
+pub struct AnnotatedBeats {
+    pub beats: Vec<f64>,
+    /// Empty when the file gives no bar positions.
+    pub downbeats: Vec<f64>,
+}
+
+pub fn read_beats(path: &Path) -> Result<AnnotatedBeats, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut beats = Vec::new();
+    let mut out = AnnotatedBeats::default();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let first = line.split_whitespace().next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
         let t: f64 = first.parse().map_err(|_| format!("{}:{}: not a time in seconds: {first:?}", path.display(), n + 1))?;
-        beats.push(t);
+        out.beats.push(t);
+        if fields.next().and_then(|p| p.parse::<f64>().ok()).is_some_and(|p| p == 1.0) {
+            out.downbeats.push(t);
+        }
     }
-    beats.sort_by(f64::total_cmp);
-    Ok(beats)
+    out.beats.sort_by(f64::total_cmp);
+    out.downbeats.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// Tempo accuracy: (Acc1, Acc2) of `estimate` against `reference` BPM.
+pub fn tempo_accuracy(estimate: f64, reference: f64) -> (bool, bool) {
+    let close = |r: f64| (estimate / r - 1.0).abs() <= 0.04;
+    (close(reference), [1.0 / 3.0, 0.5, 1.0, 2.0, 3.0].iter().any(|m| close(reference * m)))
+}
+
+/// A key name ("A minor", "F# major", "Bb minor", "a:min") as (tonic
+/// pitch class, minor).
+pub fn parse_key(name: &str) -> Option<(u8, bool)> {
+    let name = name.trim().replace(':', " ");
+    let mut parts = name.split_whitespace();
+    let tonic = parts.next()?;
+    let mode = parts.next().unwrap_or("major").to_ascii_lowercase();
+    let minor = mode.starts_with("min");
+    let mut chars = tonic.chars();
+    let letter = chars.next()?.to_ascii_uppercase();
+    let base: i32 = match letter {
+        'C' => 0,
+        'D' => 2,
+        'E' => 4,
+        'F' => 5,
+        'G' => 7,
+        'A' => 9,
+        'B' => 11,
+        _ => return None,
+    };
+    let shift: i32 = chars.map(|c| match c {
+        '#' | '♯' => 1,
+        'b' | '♭' => -1,
+        _ => 0,
+    }).sum();
+    Some(((base + shift).rem_euclid(12) as u8, minor))
+}
+
+/// The MIREX weighted key score of `estimate` against `reference`.
+pub fn key_score(estimate: (u8, bool), reference: (u8, bool)) -> f64 {
+    let ((et, em), (rt, rm)) = (estimate, reference);
+    let up = |n: u8| (rt + n) % 12 == et;
+    if em == rm {
+        if et == rt {
+            1.0
+        } else if up(7) || up(5) {
+            0.5
+        } else {
+            0.0
+        }
+    } else if (rm && !em && up(3)) || (!rm && em && up(9)) {
+        // Relative: A minor and C major share their notes.
+        0.3
+    } else if et == rt {
+        0.2
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +161,24 @@ mod tests {
         let double = grid(0.0, 0.25, 200);
         let f = f_measure(&r, &double);
         assert!((f - 2.0 / 3.0).abs() < 0.01, "{f}");
+    }
+
+    #[test]
+    fn key_names_and_scores() {
+        assert_eq!(parse_key("A minor"), Some((9, true)));
+        assert_eq!(parse_key("A# minor"), parse_key("Bb minor"));
+        assert_eq!(parse_key("Gb major"), Some((6, false)));
+        let k = |s| parse_key(s).unwrap();
+        assert_eq!(key_score(k("C major"), k("C major")), 1.0);
+        assert_eq!(key_score(k("G major"), k("C major")), 0.5);
+        assert_eq!(key_score(k("F major"), k("C major")), 0.5);
+        assert_eq!(key_score(k("A minor"), k("C major")), 0.3);
+        assert_eq!(key_score(k("C major"), k("A minor")), 0.3);
+        assert_eq!(key_score(k("C minor"), k("C major")), 0.2);
+        assert_eq!(key_score(k("D major"), k("C major")), 0.0);
+        assert_eq!(tempo_accuracy(121.0, 120.0), (true, true));
+        assert_eq!(tempo_accuracy(60.5, 120.0), (false, true));
+        assert_eq!(tempo_accuracy(90.0, 120.0), (false, false));
     }
 
     #[test]
