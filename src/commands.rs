@@ -224,6 +224,9 @@ pub fn eval(annotations: Option<&Path>, paths: &[PathBuf], json: bool) -> anyhow
         &files,
         |path| {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if !["beats", "bpm", "key"].iter().any(|ext| annotations.join(format!("{stem}.{ext}")).exists()) {
+                return Err(format!("no annotation {stem}.beats, {stem}.bpm or {stem}.key in {}", annotations.display()));
+            }
             let cpu0 = nonstop::cpu::thread_seconds();
             let a = analysis::analyze_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let cpu_s = nonstop::cpu::thread_seconds() - cpu0;

@@ -62,16 +62,23 @@ fn analyze_json_reports_every_field_and_errors_per_file() {
 }
 
 #[test]
-fn eval_beats_scores_against_annotations() {
+fn eval_scores_against_annotations() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = write_case(dir.path(), 4);
-    let (code, out, err) = nonstop(&["eval-beats", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+    let (path, spec, _) = write_case(dir.path(), 4);
+    std::fs::write(dir.path().join("case4.bpm"), format!("{}\n", spec.bpm)).unwrap();
+    std::fs::write(dir.path().join("case4.key"), format!("{}\n", spec.key_name())).unwrap();
+    let (code, out, err) = nonstop(&["eval", "--json", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    let mean: f64 = out.lines().last().unwrap().split_whitespace().nth(3).unwrap().parse().unwrap();
-    assert!(mean >= 0.95, "{out}");
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(summary["beat_f"].as_f64().unwrap() >= 0.95, "{out}");
+    assert!(summary["downbeat_f"].as_f64().unwrap() >= 0.95, "{out}");
+    assert_eq!(summary["tempo_acc1"], 1.0, "{out}");
+    assert_eq!(summary["key_score"], 1.0, "{out}");
     // A missing annotation is an error for that file, named.
-    std::fs::remove_file(dir.path().join("case4.beats")).unwrap();
-    let (code, out, _) = nonstop(&["eval-beats", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+ for ext in ["beats", "bpm", "key"] {
+        std::fs::remove_file(dir.path().join(format!("case4.{ext}"))).unwrap();
+    }
+    let (code, out, _) = nonstop(&["eval", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(out.contains("case4.beats"), "{out}");
 }
@@ -86,7 +93,7 @@ fn bad_config_names_the_key_and_file() {
     assert!(err.contains("bad.toml") && err.contains("stream.bitrate_kbps"), "{err}");
     let (code, out, _) = nonstop(&["--help"]);
     assert_eq!(code, 0);
-    for cmd in ["serve", "analyze", "scan", "eval-beats"] {
+    for cmd in ["serve", "analyze", "scan", "eval"] {
         assert!(out.contains(cmd), "{out}");
     }
 }
