@@ -322,34 +322,27 @@ fn decode_all(path: &Path, rate: nonstop::units::SampleRate) -> anyhow::Result<V
 /// `nonstop mix A B --out FILE.wav [--json]`: renders the transition from
 /// 30 s before the mix-out to 30 s after the overlap (and B's tempo glide).
 pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
-    use nonstop::transition::{plan, render, Mode};
+    use nonstop::transition::{plan, render_checked, Mode};
     let rate = config.stream.rate();
     let settings = config.mixer.transition();
     let (a, b) = (decode_all(a_path, rate)?, decode_all(b_path, rate)?);
-    let (aa, ab) = (analysis::analyze_pcm(&a, rate)?, analysis::analyze_pcm(&b, rate)?);
-    let p = plan(&aa, &ab, &settings);
-    let post_s = if p.mode == Mode::Beatmatched { p.glide_out_s() + 30.0 } else { 30.0 };
+    // Analysed from the files, as the station does.
+    let analyse = |path: &Path| analysis::analyze_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    let (aa, ab) = (analyse(a_path)?, analyse(b_path)?);
+    let planned = plan(&aa, &ab, &settings);
     let started = Instant::now();
-    let r = render(&a, &b, &p, &settings, rate, 30.0, post_s, true);
+    let post_s = |p: &nonstop::transition::Plan| if p.mode == Mode::Beatmatched { p.glide_out_s() + 30.0 } else { 30.0 };
+    let (r, p) = render_checked(&a, &b, &planned, (&aa, &ab), &settings, rate, 30.0, post_s, false);
     let render_s = started.elapsed().as_secs_f64();
-
-    // Alignment, measured: B's beats tracked in its stretched audio against
-    // A's beats, through the overlap.
-    let alignment = (p.mode == Mode::Beatmatched).then(|| {
-        let slice = &r.b_part[r.overlap_start * 2..r.overlap_end * 2];
-        let b_beats: Vec<f64> = analysis::analyze_pcm(slice, rate)
-            .map(|x| x.beats.iter().map(|t| t + r.overlap_start as f64 / rate.0 as f64).collect())
-            .unwrap_or_default();
-        let mut errors: Vec<f64> = p
-            .a_beats
-            .iter()
-            .map(|t| t - r.a_offset_s)
-            .filter(|t| b_beats.first().is_some_and(|f| t > f) && b_beats.last().is_some_and(|l| t < l))
-            .filter_map(|t| b_beats.iter().map(|b| (b - t).abs() * 1000.0).min_by(f64::total_cmp))
-            .collect();
-        errors.sort_by(f64::total_cmp);
-        let pick = |q: f64| errors.get(((errors.len().max(1) - 1) as f64 * q).round() as usize).copied();
-        serde_json::json!({ "median": pick(0.5), "p95": pick(0.95), "beats": errors.len() })
+    // As measured from the rendered audio (see `transition::align`).
+    let alignment = r.alignment.map(|al| {
+        serde_json::json!({
+            "median": (al.median_ms * 100.0).round() / 100.0,
+            "p95": (al.p95_ms * 100.0).round() / 100.0,
+            "on_beat": (al.on_beat * 1000.0).round() / 1000.0,
+            "corrected": (al.corrected_ms * 100.0).round() / 100.0,
+            "windows": al.windows,
+        })
     });
 
     let spec = hound::WavSpec { channels: 2, sample_rate: rate.0, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
@@ -372,7 +365,7 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
         "alignment_ms": alignment,
         "out": out.display().to_string(),
         "duration_s": duration_s,
-        "render_x_real_time": duration_s / render_s.max(1e-9),
+        "render_x_real_time": (duration_s / render_s.max(1e-9)).round(),
     });
     if json {
         println!("{report}");
@@ -393,7 +386,13 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
             duration_s
         );
         if let Some(a) = alignment {
-            println!("beat alignment in the overlap: median {} ms, p95 {} ms", a["median"], a["p95"]);
+            println!(
+                "measured beat alignment in the overlap: median {} ms, p95 {} ms, {}% of windows on the beat (B shifted by {} ms)",
+                a["median"],
+                a["p95"],
+                (a["on_beat"].as_f64().unwrap_or(0.0) * 100.0).round(),
+                a["corrected"]
+            );
         }
     }
     Ok(())

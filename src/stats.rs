@@ -9,6 +9,9 @@ use std::time::Instant;
 use crate::supervise::{Faults, Health, HealthReport};
 use crate::units::SampleRate;
 
+/// Transitions kept for /status and the dashboard.
+pub const TRANSITION_LOG: usize = 50;
+
 /// The supervised stages, each with its health.
 #[derive(Debug)]
 pub struct Components {
@@ -80,6 +83,10 @@ pub struct Stats {
     pub transitions_crossfade: AtomicU64,
     /// The latest transition.
     pub transition: Mutex<Option<crate::transition::TransitionInfo>>,
+    /// The last `TRANSITION_LOG` transitions, oldest first.
+    pub transitions: Mutex<std::collections::VecDeque<crate::transition::TransitionInfo>>,
+    /// Crossfades by why they fell back.
+    pub fallbacks: Mutex<std::collections::HashMap<crate::transition::Fallback, u64>>,
     pub components: Components,
     /// Test switches for injected failures.
     pub faults: Faults,
@@ -109,9 +116,24 @@ impl Stats {
             transitions_beatmatched: AtomicU64::new(0),
             transitions_crossfade: AtomicU64::new(0),
             transition: Mutex::new(None),
+            transitions: Mutex::new(Default::default()),
+            fallbacks: Mutex::new(Default::default()),
             components: Components::default(),
             faults: Faults::default(),
         }
+    }
+
+    /// Keeps a transition that just aired (the latest, the log, the counts).
+    pub fn record_transition(&self, info: crate::transition::TransitionInfo) {
+        if let Some(kind) = info.plan.fallback {
+            *self.fallbacks.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_insert(0) += 1;
+        }
+        let mut log = self.transitions.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() == TRANSITION_LOG {
+            log.pop_front();
+        }
+        log.push_back(info.clone());
+        *self.transition.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
     }
 
     pub fn set_error(&self, message: String) {

@@ -5,6 +5,7 @@ mod util;
 
 mod catalog;
 mod cli;
+mod clicks;
 mod faults;
 mod http;
 mod icy;

@@ -2,45 +2,13 @@
 //! drift: every frame's score is its onset strength plus the best score of
 //! a predecessor between half and twice the period before it, penalised by
 //! the squared log-ratio of that interval to the period. Backtracking from
-//! the best final beat gives the beat sequence. Beats are then trimmed to
-//! the audible part, moved to the steepest energy rise nearby (1 ms
-//! resolution) and smoothed by a local linear fit over neighbouring beats
-//! (a grid that may bend, never jitter).
+//! the best final beat gives the beat sequence, trimmed to the audible
+//! part. The frame-level beats (±12 ms) then go to [`super::grid`].
 
-use super::features::{FINE_HOP, FPS, RATE};
+use super::features::FPS;
 
 /// Penalty weight on tempo deviation between consecutive beats.
 const TIGHTNESS: f64 = 100.0;
-/// Beats this many on each side take part in the local grid fit.
-const FIT_HALF_WIDTH: usize = 8;
-/// Search radius of the fine onset refinement, seconds.
-const REFINE_RADIUS_S: f64 = 0.035;
-/// Moves each beat to the steepest rise of the 1 ms log-energy envelope
-/// `env` (`Features::fine`) within ±35 ms: the frame-level tracker is good
-/// to about a frame (12 ms); beatmatching wants milliseconds.
-pub fn refine_onsets(env: &[f32], beats: &[f64]) -> Vec<f64> {
-    if env.is_empty() {
-        return beats.to_vec();
-    }
-    let fps = RATE as f64 / FINE_HOP as f64;
-    let radius = (REFINE_RADIUS_S * fps) as isize;
-    // Rise over 3 ms: robust to single-sample noise.
-    let rise = |i: isize| -> f32 {
-        let at = |k: isize| env[k.clamp(0, env.len() as isize - 1) as usize];
-        at(i) - at(i - 3)
-    };
-    let refined: Vec<f64> = beats
-        .iter()
-        .map(|&b| {
-            let c = (b * fps).round() as isize;
-            let best = (c - radius..=c + radius).max_by(|&x, &y| rise(x).total_cmp(&rise(y))).unwrap_or(c);
-            // The rise over [best-3, best] starts near best-2.
-            ((best - 2).max(0) as f64 + 0.5) / fps
-        })
-        .collect();
-    smooth_grid(&refined)
-}
-
 /// Tracks beats in `onset` at about `bpm`; returns beat times in seconds.
 /// `active` tells which frames are audible (beats elsewhere are dropped).
 pub fn track(onset: &[f32], bpm: f64, active: &[bool]) -> Vec<f64> {
@@ -115,42 +83,6 @@ pub fn track(onset: &[f32], bpm: f64, active: &[bool]) -> Vec<f64> {
     frames.iter().map(|&f| f as f64 / FPS).collect()
 }
 
-/// A robust local linear fit of time against beat index: beats keep a grid
-/// that may bend with the tempo, without jitter. Beats more than 15 ms off
-/// a first fit (a refinement that caught the wrong onset) are left out of
-/// the second.
-fn smooth_grid(beats: &[f64]) -> Vec<f64> {
-    let first = local_fit(beats, &vec![true; beats.len()]);
-    let inliers: Vec<bool> = beats.iter().zip(&first).map(|(b, f)| (b - f).abs() <= 0.015).collect();
-    local_fit(beats, &inliers)
-}
-
-/// For each beat, the linear fit (time against index) over the inliers
-/// among its neighbours, evaluated at the beat.
-fn local_fit(beats: &[f64], use_beat: &[bool]) -> Vec<f64> {
-    let n = beats.len();
-    (0..n)
-        .map(|i| {
-            let (a, b) = (i.saturating_sub(FIT_HALF_WIDTH), (i + FIT_HALF_WIDTH + 1).min(n));
-            let (mut m, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for j in (a..b).filter(|&j| use_beat[j]) {
-                let (x, t) = (j as f64, beats[j]);
-                m += 1.0;
-                sx += x;
-                sy += t;
-                sxx += x * x;
-                sxy += x * t;
-            }
-            let denom = m * sxx - sx * sx;
-            if m < 3.0 || denom.abs() < 1e-9 {
-                return beats[i];
-            }
-            let slope = (m * sxy - sx * sy) / denom;
-            (sy - slope * sx) / m + slope * i as f64
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,25 +107,6 @@ mod tests {
         assert_eq!(beats.len(), truth.len(), "{beats:?}");
         for (b, t) in beats.iter().zip(&truth) {
             assert!((b - t).abs() < 0.012, "{b} vs {t}");
-        }
-    }
-
-    #[test]
-    fn refinement_finds_onsets_to_the_millisecond() {
-        let rate = 22_050.0;
-        let mut mono = vec![0.0f32; 22_050 * 10];
-        let truth: Vec<f64> = (1..19).map(|k| k as f64 * 0.5 + 0.0123).collect();
-        for &t in &truth {
-            let s = (t * rate) as usize;
-            for i in 0..2000 {
-                mono[s + i] = (i as f32 * 0.3).sin() * (-(i as f32) / 400.0).exp();
-            }
-        }
-        // Start from beats 9 ms off, as the frame-level tracker may be.
-        let rough: Vec<f64> = truth.iter().map(|t| t - 0.009).collect();
-        let env = super::super::features::compute(&mono).fine;
-        for (r, t) in refine_onsets(&env, &rough).iter().zip(&truth) {
-            assert!((r - t).abs() < 0.0015, "{r} vs {t}");
         }
     }
 }

@@ -39,8 +39,8 @@ pub struct Features {
     pub brightness: Vec<f32>,
     /// Pitch-class profile per frame (C = 0), magnitude-weighted.
     pub chroma: Vec<[f32; 12]>,
-    /// Log energy per `FINE_HOP` samples (about 1 ms): where exactly a
-    /// beat's attack is.
+    /// Log energy per `FINE_HOP` samples (0.5 ms): where exactly a beat's
+    /// attack is.
     pub fine: Vec<f32>,
 }
 
@@ -71,8 +71,8 @@ fn bands() -> Vec<(usize, usize)> {
     edges.windows(2).map(|w| (w[0], w[1].max(w[0] + 1))).collect()
 }
 
-/// Resolution of the fine energy envelope, samples at `RATE` (1 ms).
-pub const FINE_HOP: usize = 22;
+/// Resolution of the fine energy envelope, samples at `RATE` (0.5 ms).
+pub const FINE_HOP: usize = 11;
 
 /// Computes all frame features of `mono` (at `RATE`).
 pub fn compute(mono: &[f32]) -> Features {

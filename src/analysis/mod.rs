@@ -11,6 +11,7 @@ pub mod beats;
 pub mod downbeats;
 pub mod eval;
 pub mod features;
+pub mod grid;
 pub mod key;
 pub mod tempo;
 
@@ -206,12 +207,14 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
 fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
     let active = activity(&f);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
-    let rough = beats::track(&f.onset, tempo.bpm, &active);
-    let mut beats = beats::refine_onsets(&f.fine, &rough);
+    let tracked = beats::track(&f.onset, tempo.bpm, &active);
+    let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked));
+    let mut beats = grid.beats.clone();
     extend_into_music(&f, &mut beats);
-    // The tempo the beats actually keep (median interval) is the answer;
-    // the global estimate only seeded the tracker.
-    let bpm = median_interval(&beats).map(|p| 60.0 / p).unwrap_or(tempo.bpm);
+    // The tempo the beats keep (the longest steady section's, else the
+    // median interval) is the answer; the global estimate only seeded the
+    // tracker.
+    let bpm = grid.steady_bpm().or_else(|| median_interval(&beats).map(|p| 60.0 / p)).unwrap_or(tempo.bpm);
     let bars = downbeats::estimate(&f, &beats);
     let downbeats: Vec<f64> = beats.iter().skip(bars.phase).step_by(bars.meter as usize).copied().collect();
     let key = key::estimate(&f.chroma);
@@ -221,7 +224,8 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     };
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
-    let round = |v: Vec<f64>| v.into_iter().map(|t| (t * 1e4).round() / 1e4).collect();
+    // To 10 µs: the grid is good to a fraction of a millisecond.
+    let round = |v: Vec<f64>| v.into_iter().map(|t| (t * 1e5).round() / 1e5).collect();
     Analysis {
         duration_s,
         bpm,

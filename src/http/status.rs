@@ -122,8 +122,12 @@ pub struct MixerStatus {
     pub transitions_beatmatched: u64,
     pub transitions_crossfade: u64,
     /// The latest transition: mode, tempos, stretch ratio, overlap bars,
-    /// the fallback reason if any.
+    /// the fallback reason if any, the measured alignment.
     pub transition: Option<crate::transition::TransitionInfo>,
+    /// The last transitions, newest first.
+    pub recent_transitions: Vec<crate::transition::TransitionInfo>,
+    /// Crossfades by why they fell back.
+    pub fallbacks: std::collections::BTreeMap<&'static str, u64>,
     pub tracks_started: u64,
     pub track_failures: u64,
     pub last_error: Option<String>,
@@ -204,6 +208,8 @@ impl StatusSource {
                 transitions_beatmatched: s.transitions_beatmatched.load(Ordering::Relaxed),
                 transitions_crossfade: s.transitions_crossfade.load(Ordering::Relaxed),
                 transition: s.transition.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                recent_transitions: s.transitions.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().take(10).cloned().collect(),
+                fallbacks: s.fallbacks.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.name(), *v)).collect(),
                 tracks_started: s.tracks_started.load(Ordering::Relaxed),
                 track_failures: s.track_failures.load(Ordering::Relaxed),
                 last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),

@@ -25,7 +25,7 @@ use crate::audio::TrackReader;
 use crate::catalog::{Catalog, Track};
 use crate::ordering::Scheduler;
 use crate::stats::Stats;
-use crate::transition::{self, track_gain_db, Mode, Plan, TransitionInfo, TransitionSettings};
+use crate::transition::{self, track_gain_db, Fallback, Mode, Plan, TransitionInfo, TransitionSettings};
 use crate::units::{MediaTime, SampleRate};
 
 /// How many failing picks in a row the mixer tries before sending a block
@@ -324,7 +324,7 @@ impl Worker {
             let mut plan = transition::plan(&p.analysis, &analysis, s);
             let now_s = p.at as f64 / self.settings.rate.0 as f64;
             if plan.a_out_s < now_s {
-                plan = Plan::crossfade_now(now_s, &p.analysis, &analysis, s, "mix-out point already passed");
+                plan = Plan::crossfade_now(now_s, &p.analysis, &analysis, s, Fallback::Late, "mix-out point already passed".into());
             }
             return Some(Next { track, analysis, plan });
         }
@@ -352,20 +352,23 @@ impl Worker {
                 return Ok(Some(p));
             }
         };
-        let post_s = match plan.mode {
+        let post_s = |plan: &Plan| match plan.mode {
             Mode::Beatmatched => plan.glide_out_s() + HANDOVER_S,
             Mode::Crossfade => HANDOVER_S,
         };
         let b_last_s = plan.b_glide_beats.last().copied().unwrap_or(plan.b_in_s + (plan.a_end_s - plan.a_out_s));
-        let b_need = seconds_to_frames(b_last_s + post_s + B_MARGIN_S, rate);
+        let b_need = seconds_to_frames(b_last_s + post_s(&plan) + B_MARGIN_S, rate);
         let mut b = self.playing(next.track.clone(), next.analysis, reader, Vec::new(), 0);
         self.fill(&mut b, b_need);
         let started = Instant::now();
-        let r = transition::render(&p.buf, &b.buf, &plan, &s, rate, 0.0, post_s, false);
+        // Rendered, measured, and if B's beats did not land on A's, a
+        // crossfade instead.
+        let (r, aired) =
+            transition::render_checked(&p.buf, &b.buf, &plan, (&p.analysis, &b.analysis), &s, rate, 0.0, post_s, false);
         self.stats.mix_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.stats.tracks_started.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("next: {} ({:?})", next.track.display(), plan.mode);
-        self.record(&p, &next.track, &next.plan);
+        tracing::info!("next: {} ({:?})", next.track.display(), aired.mode);
+        self.record(&p, &next.track, &aired.shift_a(-(a_out as f64) / rate.0 as f64), r.alignment);
 
         // B is audible from the first frame of the render.
         let handover = seconds_to_frames(HANDOVER_S, rate).min(r.pcm.len() / 2);
@@ -390,7 +393,7 @@ impl Worker {
         Ok(Some(b))
     }
 
-    fn record(&self, a: &Playing, to: &Track, plan: &Plan) {
+    fn record(&self, a: &Playing, to: &Track, plan: &Plan, alignment: Option<transition::Alignment>) {
         match plan.mode {
             Mode::Beatmatched => self.stats.transitions_beatmatched.fetch_add(1, Ordering::Relaxed),
             Mode::Crossfade => {
@@ -403,8 +406,9 @@ impl Worker {
             to: to.display(),
             plan: plan.clone(),
             at_s: self.now.seconds(self.settings.rate),
+            alignment,
         };
-        *self.stats.transition.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        self.stats.record_transition(info);
     }
 
     /// Opens the scheduler's next pick, skipping files that fail to open or

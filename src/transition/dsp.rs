@@ -3,7 +3,7 @@
 
 /// A 2nd-order Butterworth low-pass (RBJ biquad), one channel.
 #[derive(Debug, Clone, Copy)]
-struct Biquad {
+pub(crate) struct Biquad {
     b0: f32,
     b1: f32,
     b2: f32,
@@ -14,7 +14,7 @@ struct Biquad {
 }
 
 impl Biquad {
-    fn lowpass(rate: f32, hz: f32) -> Biquad {
+    pub(crate) fn lowpass(rate: f32, hz: f32) -> Biquad {
         let w = std::f32::consts::TAU * hz / rate;
         let (s, c) = w.sin_cos();
         let alpha = s / (2.0 * std::f32::consts::FRAC_1_SQRT_2);
@@ -30,7 +30,7 @@ impl Biquad {
         }
     }
 
-    fn run(&mut self, x: f32) -> f32 {
+    pub(crate) fn run(&mut self, x: f32) -> f32 {
         let y = self.b0 * x + self.z1;
         self.z1 = self.b1 * x - self.a1 * y + self.z2;
         self.z2 = self.b2 * x - self.a2 * y;

@@ -6,11 +6,13 @@
 //! trusted. Runs on the mixer thread or in `nonstop mix`; never on the
 //! async runtime.
 
+pub mod align;
 pub mod dsp;
 mod plan;
 mod render;
 
-pub use plan::{plan, track_gain_db, Mode, Plan, TransitionSettings};
+pub use plan::{plan, track_gain_db, Fallback, Mode, Plan, TransitionSettings};
+pub use align::Alignment;
 pub use render::{render, Rendered};
 
 /// A transition as it aired, as /status shows it.
@@ -22,4 +24,44 @@ pub struct TransitionInfo {
     pub plan: Plan,
     /// Media time (seconds) at which it started.
     pub at_s: f64,
+    /// A beatmatched render's alignment as measured from its audio (also
+    /// kept when the measurement sent it back to a crossfade).
+    pub alignment: Option<Alignment>,
+}
+
+/// A beatmatched render measured worse than this (median, ms) is not aired
+/// as beatmatched: a DJ hears 10 ms as a flam.
+pub const MAX_MISALIGNMENT_MS: f64 = 15.0;
+
+/// Renders `plan` (see `render`); a beatmatched render whose measured
+/// alignment is not acceptable is rendered again as a plain crossfade from
+/// the same place, saying why. `post_s` gives the seconds to render after
+/// the overlap for a plan. Returns the render and the plan rendered; the
+/// render's `alignment` is the beatmatched attempt's in either case.
+#[allow(clippy::too_many_arguments)]
+pub fn render_checked(
+    a: &[f32],
+    b: &[f32],
+    plan: &Plan,
+    analyses: (&crate::analysis::Analysis, &crate::analysis::Analysis),
+    s: &TransitionSettings,
+    rate: crate::units::SampleRate,
+    pre_s: f64,
+    post_s: impl Fn(&Plan) -> f64,
+    keep_parts: bool,
+) -> (Rendered, Plan) {
+    let r = render(a, b, plan, s, rate, pre_s, post_s(plan), keep_parts);
+    let Some(al) = r.alignment.filter(|al| !al.acceptable(MAX_MISALIGNMENT_MS)) else {
+        return (r, plan.clone());
+    };
+    let reason = format!(
+        "beats did not line up when rendered (median {:.1} ms off, {:.0}% on the beat)",
+        al.median_ms,
+        al.on_beat * 100.0
+    );
+    let len = s.crossfade_s.min(plan.a_end_s - plan.a_out_s);
+    let fallback = Plan::crossfade(analyses.0, analyses.1, s, plan.a_out_s, plan.a_out_s + len, Fallback::Misaligned, reason);
+    let mut again = render(a, b, &fallback, s, rate, pre_s, post_s(&fallback), keep_parts);
+    again.alignment = Some(al);
+    (again, fallback)
 }

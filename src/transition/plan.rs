@@ -58,11 +58,52 @@ pub enum Mode {
     Crossfade,
 }
 
+/// Why a transition fell back to a crossfade, as counted on /metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    BeatsUnreliable,
+    MetersDiffer,
+    TemposApart,
+    NoDownbeat,
+    TooShort,
+    /// Rendered, measured, and B's beats were not on A's.
+    Misaligned,
+    /// The track's planned mix-out had already passed (a late pick).
+    Late,
+}
+
+impl Fallback {
+    pub const ALL: [Fallback; 7] = [
+        Fallback::BeatsUnreliable,
+        Fallback::MetersDiffer,
+        Fallback::TemposApart,
+        Fallback::NoDownbeat,
+        Fallback::TooShort,
+        Fallback::Misaligned,
+        Fallback::Late,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fallback::BeatsUnreliable => "beats_unreliable",
+            Fallback::MetersDiffer => "meters_differ",
+            Fallback::TemposApart => "tempos_apart",
+            Fallback::NoDownbeat => "no_downbeat",
+            Fallback::TooShort => "too_short",
+            Fallback::Misaligned => "misaligned",
+            Fallback::Late => "late",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub mode: Mode,
     /// Why a crossfade was chosen (None for beatmatched).
     pub reason: Option<String>,
+    /// The kind of reason, for counting.
+    pub fallback: Option<Fallback>,
     pub tempo_a: f64,
     pub tempo_b: f64,
     /// B's playback speed in the overlap (A's tempo over B's effective tempo).
@@ -119,19 +160,19 @@ pub fn track_gain_db(a: &Analysis, s: &TransitionSettings) -> f64 {
 
 /// Plans the transition from A to B.
 pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
-    let crossfade = |reason: String| {
+    let crossfade = |kind: Fallback, reason: String| {
         // Trim silence: A ends at its cue-out, B starts at its cue-in.
         let len = s.crossfade_s.min(a.cue_out_s.max(0.0) * 0.5).min((b.duration_s - b.cue_in_s).max(0.0) * 0.5);
-        Plan::crossfade(a, b, s, (a.cue_out_s - len).max(0.0), a.cue_out_s, reason)
+        Plan::crossfade(a, b, s, (a.cue_out_s - len).max(0.0), a.cue_out_s, kind, reason)
     };
     if a.beat_confidence < s.min_beat_confidence || b.beat_confidence < s.min_beat_confidence {
-        return crossfade(format!(
+        return crossfade(Fallback::BeatsUnreliable, format!(
             "beats unreliable (confidence {:.2} and {:.2}, need {:.2})",
             a.beat_confidence, b.beat_confidence, s.min_beat_confidence
         ));
     }
     if a.meter != b.meter {
-        return crossfade(format!("meters differ ({}/4 and {}/4)", a.meter, b.meter));
+        return crossfade(Fallback::MetersDiffer, format!("meters differ ({}/4 and {}/4)", a.meter, b.meter));
     }
     let multiple = [1.0, 2.0, 0.5]
         .into_iter()
@@ -139,7 +180,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
         .expect("three candidates");
     let ratio = a.bpm / (b.bpm * multiple);
     if (ratio - 1.0).abs() > s.max_tempo_change {
-        return crossfade(format!(
+        return crossfade(Fallback::TemposApart, format!(
             "tempos too far apart ({:.1} and {:.1} BPM: {:+.1}% > {:.0}%)",
             a.bpm,
             b.bpm,
@@ -153,10 +194,10 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     let b_grid = regrid(&b.beats, multiple);
     let b_bar_starts: Vec<f64> = b.downbeats.iter().copied().filter(|d| *d >= b.cue_in_s - 0.05).collect();
     let Some(&b_in) = b_bar_starts.first() else {
-        return crossfade("B has no downbeat after its cue-in".into());
+        return crossfade(Fallback::NoDownbeat, "B has no downbeat after its cue-in".into());
     };
     let Some(b_start) = index_of(&b_grid, b_in) else {
-        return crossfade("B's downbeat is not on its beat grid".into());
+        return crossfade(Fallback::NoDownbeat, "B's downbeat is not on its beat grid".into());
     };
     let b_beats_left = b_grid.len().saturating_sub(b_start + 1);
     // Longest overlap both tracks allow, at most the setting, at least 4 bars;
@@ -164,7 +205,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     let a_last = a_bars.len().saturating_sub(1);
     let max_bars = (s.overlap_bars as usize).min(b_beats_left / meter).min(a_last / 2);
     if max_bars < 4 {
-        return crossfade(format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
+        return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
     }
     let first_a = 0usize;
     // Phrase alignment: the overlap starts a multiple of 8 bars after A's
@@ -178,7 +219,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     let a_beats: Vec<f64> = a.beats.iter().copied().filter(|t| *t >= a_out - 1e-3 && *t <= a_end + 1e-3).collect();
     let n = a_beats.len();
     if n < 2 || b_start + n > b_grid.len() {
-        return crossfade("beat grids too short for the overlap".into());
+        return crossfade(Fallback::TooShort, "beat grids too short for the overlap".into());
     }
     let b_beats = b_grid[b_start..b_start + n].to_vec();
     let glide_end = (b_start + n - 1 + s.glide_bars as usize * meter).min(b_grid.len() - 1);
@@ -186,6 +227,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     Plan {
         mode: Mode::Beatmatched,
         reason: None,
+        fallback: None,
         tempo_a: a.bpm,
         tempo_b: b.bpm,
         stretch_ratio: ratio,
@@ -214,10 +256,19 @@ impl Plan {
     }
 
     /// A silence-trimming crossfade over A's [a_out_s, a_end_s], B from its cue-in.
-    pub fn crossfade(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_out_s: f64, a_end_s: f64, reason: String) -> Plan {
+    pub fn crossfade(
+        a: &Analysis,
+        b: &Analysis,
+        s: &TransitionSettings,
+        a_out_s: f64,
+        a_end_s: f64,
+        kind: Fallback,
+        reason: String,
+    ) -> Plan {
         Plan {
             mode: Mode::Crossfade,
             reason: Some(reason),
+            fallback: Some(kind),
             tempo_a: a.bpm,
             tempo_b: b.bpm,
             stretch_ratio: 1.0,
@@ -236,9 +287,9 @@ impl Plan {
 
     /// A crossfade starting at A's time `at`, for when the planned mix-out
     /// has already passed.
-    pub fn crossfade_now(at: f64, a: &Analysis, b: &Analysis, s: &TransitionSettings, reason: &str) -> Plan {
+    pub fn crossfade_now(at: f64, a: &Analysis, b: &Analysis, s: &TransitionSettings, kind: Fallback, reason: String) -> Plan {
         let len = s.crossfade_s.min((a.duration_s - at).max(0.0));
-        Plan::crossfade(a, b, s, at, at + len, reason.to_string())
+        Plan::crossfade(a, b, s, at, at + len, kind, reason)
     }
 
     /// Output seconds of the tempo glide after the overlap.

@@ -7,12 +7,17 @@
 
 use ssstretch::Stretch;
 
+use super::align::{self, Alignment};
 use super::dsp::{limit, BandSplit};
 use super::plan::{Mode, Plan, TransitionSettings};
 use crate::units::SampleRate;
 
 /// Crossover of the bass swap.
 const BASS_HZ: f32 = 200.0;
+/// The largest shift of B that the measured alignment may apply, seconds.
+const MAX_CORRECTION_S: f64 = 0.015;
+/// Lags smaller than this are left alone, seconds.
+const MIN_CORRECTION_S: f64 = 0.00025;
 /// Limiter look-ahead and release.
 const LIMIT_LOOKAHEAD_S: f64 = 0.005;
 const LIMIT_RELEASE_S: f64 = 0.15;
@@ -33,6 +38,9 @@ pub struct Rendered {
     /// B's source frame that follows the render's last frame: where B
     /// continues at its own speed.
     pub b_next_frame: usize,
+    /// A beatmatched render's alignment, measured from the audio of A and
+    /// stretched B through the overlap (see `align`).
+    pub alignment: Option<Alignment>,
 }
 
 fn frame(t: f64, rate: SampleRate) -> usize {
@@ -193,8 +201,14 @@ pub fn render(
     let a_gain = 10f32.powf(plan.a_gain_db as f32 / 20.0);
     let b_gain = 10f32.powf(plan.b_gain_db as f32 / 20.0);
 
-    // B, from the start of the overlap on, into the output buffer.
-    let mut pcm = vec![0.0f32; total * 2];
+    // B, from the start of the overlap on, into the output buffer; a
+    // beatmatched B gets `spare` frames more, to be shifted by up to that
+    // much once its alignment is measured.
+    let spare = match plan.mode {
+        Mode::Beatmatched => frame(MAX_CORRECTION_S, rate),
+        Mode::Crossfade => 0,
+    };
+    let mut pcm = vec![0.0f32; (total + spare) * 2];
     let b_next_frame;
     match plan.mode {
         Mode::Beatmatched => {
@@ -213,14 +227,15 @@ pub fn render(
             // Then B's own tempo to the end of the render.
             let mut pos = segments.last().map(|s| s.1).unwrap_or(frame(plan.b_in_s, rate));
             let done: usize = segments.iter().map(|s| s.2).sum();
-            let mut left = (total - ov_start).saturating_sub(done);
+            let mut left = (total + spare - ov_start).saturating_sub(done);
             while left > 0 {
                 let n = left.min(4096);
                 segments.push((pos, pos + n, n));
                 pos += n;
                 left -= n;
             }
-            b_next_frame = pos;
+            // The source frame at output frame `total` (B is at its own speed there).
+            b_next_frame = pos - spare;
             stretch_segments(b, &segments, rate, plan.stretch_ratio, &mut pcm[ov_start * 2..]);
         }
         Mode::Crossfade => {
@@ -232,6 +247,43 @@ pub fn render(
             pcm[ov_start * 2..(ov_start + n) * 2].copy_from_slice(&b[b0 * 2..(b0 + n) * 2]);
         }
     }
+
+    // Before A joins it: how B's attacks sit on A's through the overlap.
+    // A consistent lag (the stretcher smears some attacks late, an attack
+    // may have been timed a little off) is taken out by shifting B, and
+    // the result measured again.
+    let mut b_next_frame = b_next_frame;
+    let alignment = match plan.mode {
+        Mode::Beatmatched => {
+            let beats: Vec<f64> = plan.a_beats.windows(2).map(|w| w[1] - w[0]).collect();
+            let beat_s = beats.iter().sum::<f64>() / beats.len().max(1) as f64;
+            let n = ov_end - ov_start;
+            let env_a = align::log_energy(a, a0 + ov_start, n, rate);
+            let measure = |pcm: &[f32]| align::measure(&env_a, &align::log_energy(pcm, ov_start, n, rate), beat_s);
+            let first = measure(&pcm);
+            match first.and_then(|m| m.correction_ms()) {
+                Some(lag_ms) if (MIN_CORRECTION_S * 1000.0..=MAX_CORRECTION_S * 1000.0).contains(&lag_ms.abs()) => {
+                    let d = frame(lag_ms.abs() / 1000.0, rate).min(spare);
+                    let b_region = &mut pcm[ov_start * 2..];
+                    if lag_ms > 0.0 {
+                        // B late: everything d frames earlier.
+                        b_region.copy_within(d * 2.., 0);
+                        b_next_frame += d;
+                    } else {
+                        // B early: everything d frames later.
+                        let len = b_region.len();
+                        b_region.copy_within(..len - d * 2, d * 2);
+                        b_region[..d * 2].fill(0.0);
+                        b_next_frame -= d;
+                    }
+                    measure(&pcm).map(|m| Alignment { corrected_ms: lag_ms, ..m })
+                }
+                _ => first,
+            }
+        }
+        Mode::Crossfade => None,
+    };
+    pcm.truncate(total * 2);
 
     // A, up to the end of the overlap, mixed in with the envelopes.
     let a_at = |i: usize| -> [f32; 2] {
@@ -298,7 +350,7 @@ pub fn render(
     let ceiling = 10f32.powf((s.ceiling_db as f32 - 0.1) / 20.0);
     limit(&mut pcm, ceiling, frame(LIMIT_LOOKAHEAD_S, rate), frame(LIMIT_RELEASE_S, rate));
     let (a_part, b_part) = parts.unwrap_or_default();
-    Rendered { pcm, a_part, b_part, overlap_start: ov_start, overlap_end: ov_end, a_offset_s, b_next_frame }
+    Rendered { pcm, a_part, b_part, overlap_start: ov_start, overlap_end: ov_end, a_offset_s, b_next_frame, alignment }
 }
 
 #[cfg(test)]
