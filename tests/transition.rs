@@ -276,6 +276,7 @@ async fn the_live_stream_beatmatches() {
     let s = wait_status(t.addr, Duration::from_secs(45), |s| s["mixer"]["transitions_beatmatched"].as_u64() >= Some(1)).await;
     let tr = &s["mixer"]["transition"];
     println!("{tr}");
+    println!("recent: {}", s["mixer"]["recent_transitions"]);
     assert_eq!(s["mixer"]["transitions_beatmatched"], 1, "{s}");
     assert_eq!(tr["mode"], "beatmatched");
     assert_eq!(tr["overlap_bars"], 4);
@@ -304,3 +305,4 @@ async fn the_live_stream_beatmatches() {
     assert!(quietest > -50.0, "a gap: {quietest} dBFS at listener seconds {silent:?}");
     t.station.shutdown().await;
 }
+

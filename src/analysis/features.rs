@@ -39,8 +39,8 @@ pub struct Features {
     pub brightness: Vec<f32>,
     /// Pitch-class profile per frame (C = 0), magnitude-weighted.
     pub chroma: Vec<[f32; 12]>,
-    /// Log energy per `FINE_HOP` samples (0.5 ms): where exactly a beat's
-    /// attack is.
+    /// Log energy per `FINE_HOP` samples (0.5 ms), never more than 8 dB
+    /// under the previous 10 ms: where exactly a beat's attack is.
     pub fine: Vec<f32>,
 }
 
@@ -73,6 +73,8 @@ fn bands() -> Vec<(usize, usize)> {
 
 /// Resolution of the fine energy envelope, samples at `RATE` (0.5 ms).
 pub const FINE_HOP: usize = 11;
+/// One-pole smoothing of the fine envelope's floor: about 10 ms.
+const FINE_SLOW_ALPHA: f32 = 0.05;
 
 /// Computes all frame features of `mono` (at `RATE`).
 pub fn compute(mono: &[f32]) -> Features {
@@ -108,6 +110,8 @@ pub struct Extractor {
     cur_bands: Vec<f32>,
     /// Sum of squares of the fine envelope's current chunk, and its length.
     fine_acc: (f32, usize),
+    /// Energy averaged over the last ~10 ms (one-pole), per fine frame.
+    fine_slow: f32,
     f: Features,
 }
 
@@ -145,6 +149,7 @@ impl Extractor {
             next_frame: 0,
             mag: vec![0.0; N_FFT / 2 + 1],
             fine_acc: (0.0, 0),
+            fine_slow: 0.0,
             f: Features::default(),
         }
     }
@@ -178,7 +183,13 @@ impl Extractor {
 
     fn push_fine(&mut self) {
         let (sum, n) = self.fine_acc;
-        self.f.fine.push((1e-9 + sum / n as f32).ln());
+        let e = sum / n as f32;
+        // Troughs of a sustained sound (a waveform's zero crossings, two
+        // chord tones beating) are floored 8 dB under the last 10 ms's
+        // level, so they do not look like the start of an attack.
+        let floored = e.max(self.fine_slow * 0.16);
+        self.f.fine.push((1e-9 + floored).ln());
+        self.fine_slow += FINE_SLOW_ALPHA * (e - self.fine_slow);
         self.fine_acc = (0.0, 0);
     }
 

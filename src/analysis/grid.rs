@@ -12,15 +12,22 @@
 use super::features::{FINE_HOP, RATE};
 
 /// Search radius for a beat's attack around the tracked beat, seconds.
-const ATTACK_RADIUS_S: f64 = 0.035;
+const ATTACK_RADIUS_S: f64 = 0.025;
+/// Attacks further from the tracked beat count for less: a rise's weight
+/// falls to 0.6 at this distance (Gaussian), so a strong hit a few tens of
+/// ms away does not win over the beat's own attack.
+const ATTACK_SPREAD_S: f64 = 0.010;
 /// Rise window of the attack detector, fine frames (2 ms).
 const RISE: isize = 4;
 /// A section is steady when its attacks sit within this of one line.
 const STEADY_TOL_S: f64 = 0.006;
-/// Share of a section's beats allowed off the line (a fill, a flam), never
-/// two in a row and never at either end: a change of tempo is not an
-/// outlier.
-const OUTLIER_SHARE: f64 = 0.15;
+/// Share of a section's beats allowed off the line (a fill, a flam, a
+/// pushed chord), at most `MAX_OUTLIER_RUN` in a row and never at either
+/// end: a change of tempo is not an outlier.
+const OUTLIER_SHARE: f64 = 0.25;
+const MAX_OUTLIER_RUN: usize = 3;
+/// ln of the fine envelope's silence (its 1e-9 floor).
+const SILENCE: f32 = -20.7;
 /// Fewest beats in a steady section.
 const MIN_SECTION: usize = 8;
 /// Beats each side in the local fit of unsteady stretches.
@@ -65,13 +72,16 @@ pub fn attacks(env: &[f32], beats: &[f64]) -> Vec<Option<f64>> {
     }
     let fps = RATE as f64 / FINE_HOP as f64;
     let radius = (ATTACK_RADIUS_S * fps) as isize;
-    let at = |k: isize| env[k.clamp(0, env.len() as isize - 1) as usize];
+    // Before the start is silence.
+    let at = |k: isize| if k < 0 { SILENCE } else { env[(k as usize).min(env.len() - 1)] };
     let rise = |i: isize| at(i) - at(i - RISE);
     beats
         .iter()
         .map(|&b| {
             let c = (b * fps).round() as isize;
-            let best = (c - radius..=c + radius).max_by(|&x, &y| rise(x).total_cmp(&rise(y)))?;
+            let spread = ATTACK_SPREAD_S * fps;
+            let weight = |i: isize| rise(i) * (-0.5 * ((i - c) as f64 / spread).powi(2)).exp() as f32;
+            let best = (c - radius..=c + radius).max_by(|&x, &y| weight(x).total_cmp(&weight(y)))?;
             let floor = (best - 3 * RISE..=best - RISE).map(at).fold(f32::MAX, f32::min);
             let peak = (best..=best + RISE).map(at).fold(f32::MIN, f32::max);
             // ln energy: 3 dB is ln 2.
@@ -123,7 +133,7 @@ fn fit_section(points: &[Option<f64>], i: usize, j: usize) -> Option<((f64, f64)
     let have = flags.len();
     let outliers = flags.iter().filter(|o| **o).count();
     let ends_on = have >= 4 && !flags[..2].iter().chain(&flags[have - 2..]).any(|o| *o);
-    let no_runs = !flags.windows(2).any(|w| w[0] && w[1]);
+    let no_runs = !flags.windows(MAX_OUTLIER_RUN + 1).any(|w| w.iter().all(|o| *o));
     let steady = have >= MIN_SECTION.min(j - i) * 3 / 4
         && (outliers as f64) <= OUTLIER_SHARE * have as f64
         && ends_on

@@ -91,8 +91,17 @@ fn rise_hops() -> usize {
     ((RISE_S / HOP_S).round() as usize).max(1)
 }
 
-/// Attack strength: the rise of the log energy over 2 ms, positive part.
+/// Attack strength for the coarse lag: the rise of the amplitude over
+/// 2 ms, positive part. In amplitude, not dB: the loud attacks (kick,
+/// snare) lead; a hi-hat out of digital silence would rise as much in dB.
 fn attack_strength(log_e: &[f32]) -> Vec<f32> {
+    let r = rise_hops();
+    let amp: Vec<f32> = log_e.iter().map(|l| (0.5 * l).exp()).collect();
+    (0..amp.len()).map(|i| if i >= r { (amp[i] - amp[i - r]).max(0.0) } else { 0.0 }).collect()
+}
+
+/// The rise of the log energy over 2 ms, positive part: where attacks are.
+fn log_rise(log_e: &[f32]) -> Vec<f32> {
     let r = rise_hops();
     (0..log_e.len()).map(|i| if i >= r { (log_e[i] - log_e[i - r]).max(0.0) } else { 0.0 }).collect()
 }
@@ -155,7 +164,7 @@ pub fn measure(a: &[f32], b: &[f32], beat_s: f64) -> Option<Alignment> {
         return None;
     }
     let (sa, sb) = (attack_strength(a), attack_strength(b));
-    let (att_a, att_b) = (attacks(a, &sa), attacks(b, &sb));
+    let (att_a, att_b) = (attacks(a, &log_rise(a)), attacks(b, &log_rise(b)));
     let window = (2.0 * beat) as usize;
     let max_lag = (beat / 2.0) as isize;
     let coarse = (0.001 / HOP_S) as isize;
