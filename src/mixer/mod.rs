@@ -368,6 +368,13 @@ impl Worker {
         self.stats.mix_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.stats.tracks_started.fetch_add(1, Ordering::Relaxed);
         tracing::info!("next: {} ({:?})", next.track.display(), aired.mode);
+        tracing::debug!(
+            "transition buffers: A {:.1} s, B {:.1} s, render {:.1} s, peak RSS {} MiB",
+            p.buf.len() as f64 / 2.0 / rate.0 as f64,
+            b.buf.len() as f64 / 2.0 / rate.0 as f64,
+            r.pcm.len() as f64 / 2.0 / rate.0 as f64,
+            crate::cpu::peak_rss_bytes() >> 20
+        );
         self.record(&p, &next.track, &aired.shift_a(-(a_out as f64) / rate.0 as f64), r.alignment);
 
         // B is audible from the first frame of the render.

@@ -54,6 +54,7 @@ pub fn render_checked(
     let Some(al) = r.alignment.filter(|al| !al.acceptable(MAX_MISALIGNMENT_MS)) else {
         return (r, plan.clone());
     };
+    drop(r);
     let reason = format!(
         "beats did not line up when rendered (median {:.1} ms off, {:.0}% on the beat)",
         al.median_ms,
