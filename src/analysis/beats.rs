@@ -10,7 +10,7 @@ use super::features::FPS;
 /// The onset function peaks where the analysis window's rising slope
 /// (a quarter window before its centre) meets an attack: a quarter window
 /// before the attack. Beat times are attack times.
-const ONSET_LAG_S: f64 = super::features::N_FFT as f64 / 4.0 / super::features::RATE as f64;
+pub const ONSET_LAG_S: f64 = super::features::N_FFT as f64 / 4.0 / super::features::RATE as f64;
 /// Penalty weight on tempo deviation between consecutive beats.
 const TIGHTNESS: f64 = 100.0;
 /// Tracks beats in `onset` at about `bpm`; returns beat times in seconds.

@@ -21,6 +21,10 @@ pub const FPS: f64 = RATE as f64 / HOP as f64;
 const LAMBDA: f32 = 1.0;
 /// Low band for kick/bass onsets and bass energy.
 const LOW_HZ: f32 = 150.0;
+/// The mid band of the band-wise onsets.
+const MID_HZ: (f32, f32) = (200.0, 3_000.0);
+/// The high band: above this.
+const HIGH_HZ: f32 = 5_000.0;
 /// Chroma range: below 180 Hz a bin is wider than a semitone.
 const CHROMA_MIN_HZ: f32 = 180.0;
 const CHROMA_MAX_HZ: f32 = 5_000.0;
@@ -31,6 +35,10 @@ pub struct Features {
     pub onset: Vec<f32>,
     /// Onset strength below `LOW_HZ` (kick drum, bass notes).
     pub low_onset: Vec<f32>,
+    /// Onset strength between `MID_HZ` (snare, claps, chords, voice).
+    pub mid_onset: Vec<f32>,
+    /// Onset strength above `HIGH_HZ` (hi-hats, cymbals, the snare's noise).
+    pub high_onset: Vec<f32>,
     /// Frame energy (mean square of the windowed frame).
     pub energy: Vec<f32>,
     /// Energy below `LOW_HZ`.
@@ -240,18 +248,23 @@ impl Extractor {
             }
         }
         let mut flux = 0.0f32;
-        let mut low_flux = 0.0f32;
+        let (mut low_flux, mut mid_flux, mut high_flux) = (0.0f32, 0.0f32, 0.0f32);
+        let bin_hz = RATE as f32 / N_FFT as f32;
         for (k, &(lo, hi)) in self.bands.iter().enumerate() {
             let s: f32 = mag[lo..hi.min(mag.len())].iter().sum();
             self.cur_bands[k] = (1.0 + LAMBDA * s * 100.0).ln();
             let d = (self.cur_bands[k] - self.prev_bands[k]).max(0.0);
             flux += d;
+            let centre = 0.5 * (lo + hi) as f32 * bin_hz;
             if hi <= low_bin + 1 {
                 low_flux += d;
+            } else if (MID_HZ.0..MID_HZ.1).contains(&centre) {
+                mid_flux += d;
+            } else if centre >= HIGH_HZ {
+                high_flux += d;
             }
         }
         std::mem::swap(&mut self.prev_bands, &mut self.cur_bands);
-        let bin_hz = RATE as f32 / N_FFT as f32;
         // Chroma from spectral peaks only, each at its interpolated
         // frequency: a Hann main lobe spans several bins, which at low
         // pitches would smear a note over neighbouring semitones.
@@ -271,6 +284,8 @@ impl Extractor {
         let f = &mut self.f;
         f.onset.push(flux);
         f.low_onset.push(low_flux);
+        f.mid_onset.push(mid_flux);
+        f.high_onset.push(high_flux);
         f.energy.push(sum_sq / N_FFT as f32);
         f.low_energy.push(low);
         f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });

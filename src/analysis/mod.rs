@@ -207,14 +207,25 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
 fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
     let active = activity(&f);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
-    let tracked = beats::track(&f.onset, tempo.bpm, &active);
+    // The level a listener taps: of the periodicity and its octaves, the
+    // one where kick and snare take turns beat by beat.
+    let tracked = tempo::octaves(tempo.bpm)
+        .map(|bpm| {
+            let beats = beats::track(&f.onset, bpm, &active);
+            let score = tempo::level_score(bpm, tempo::alternation(&f, &beats)[0]);
+            (score, beats)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, beats)| beats)
+        .unwrap_or_default();
     let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked));
     let mut beats = grid.beats.clone();
     extend_into_music(&f, &mut beats);
     // The tempo the beats keep (the longest steady section's, else the
     // median interval) is the answer; the global estimate only seeded the
     // tracker.
-    let bpm = grid.steady_bpm().or_else(|| median_interval(&beats).map(|p| 60.0 / p)).unwrap_or(tempo.bpm);
+    let steady = if grid.steadiness() >= 0.5 { grid.steady_bpm() } else { None };
+    let bpm = steady.or_else(|| median_interval(&beats).map(|p| 60.0 / p)).unwrap_or(tempo.bpm);
     let bars = downbeats::estimate(&f, &beats);
     let downbeats: Vec<f64> = beats.iter().skip(bars.phase).step_by(bars.meter as usize).copied().collect();
     let key = key::estimate(&f.chroma);

@@ -19,15 +19,6 @@ pub const MAX_BPM: f64 = 220.0;
 const PRIOR_BPM: f64 = 120.0;
 const PRIOR_OCTAVES: f64 = 1.0;
 
-/// Octave correction thresholds: shares of on-grid onset strength found at
-/// a level's midpoints and quarter points (see `estimate`).
-const DEMOTE_MID: f64 = 0.3;
-const DEMOTE_QUARTER: f64 = 0.05;
-const PROMOTE_MID: f64 = 0.6;
-const PROMOTE_QUARTER: f64 = 0.15;
-/// Window for the phase-aligned strength measurements, seconds.
-const LEVEL_WINDOW_S: f64 = 8.0;
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tempo {
     pub bpm: f64,
@@ -105,55 +96,6 @@ fn comb(acf: &[f64], lag: f64) -> f64 {
     }
 }
 
-/// Onset strength at the midpoints and quarter points of a grid of
-/// `period` frames, relative to the strength on the grid, with the grid's
-/// phase fitted per window (so slow drift does not smear it). Each point
-/// takes the maximum over ±2 frames.
-struct LevelRatios {
-    mid: f64,
-    quarter: f64,
-}
-
-fn level_ratios(env: &[f32], period: f64) -> LevelRatios {
-    let at = |x: f64| {
-        let c = x.round() as isize;
-        (c - 2..=c + 2).filter_map(|i| env.get(i as usize).filter(|_| i >= 0)).fold(0.0f32, |m, v| m.max(*v)) as f64
-    };
-    let window = (LEVEL_WINDOW_S * FPS) as usize;
-    let (mut on, mut mid, mut quarter) = (0.0, 0.0, 0.0);
-    let mut start = 0;
-    while start + window <= env.len().max(window) {
-        let end = (start + window).min(env.len());
-        let beats = ((end - start) as f64 / period).floor() as usize;
-        if beats < 2 {
-            break;
-        }
-        // Fit period (within ±3%, for drift) and phase per window.
-        let sum_at = |period: f64, phase: f64, offset: f64| {
-            (0..beats).map(|k| at(start as f64 + phase + offset + k as f64 * period)).sum::<f64>()
-        };
-        let mut fit = (period, 0.0, f64::MIN);
-        for step in -6..=6 {
-            let p = period * (1.0 + 0.005 * step as f64);
-            for phase in 0..p.ceil() as usize {
-                let s = sum_at(p, phase as f64, 0.0);
-                if s > fit.2 {
-                    fit = (p, phase as f64, s);
-                }
-            }
-        }
-        let (p, phase, on_sum) = fit;
-        on += on_sum;
-        mid += sum_at(p, phase, p / 2.0);
-        quarter += 0.5 * (sum_at(p, phase, p / 4.0) + sum_at(p, phase, 3.0 * p / 4.0));
-        start += window;
-    }
-    if on <= 0.0 {
-        return LevelRatios { mid: 0.0, quarter: 0.0 };
-    }
-    LevelRatios { mid: mid / on, quarter: quarter / on }
-}
-
 /// Estimates the global tempo from the full-band and low-band onset envelopes.
 pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
     // Fewer than a few beats at the slowest tempo: no tempo to speak of.
@@ -195,21 +137,7 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
     // own midpoints carry little): then the best is a subdivision. Double
     // tempo, if the best's midpoints are as strong as its beats or its
     // quarter points carry a regular subdivision (a half-time feel).
-    let b = best.0;
-    let half = b / 2.0;
-    let chosen = if half >= MIN_BPM && {
-        let r = level_ratios(&env, lag_of(half));
-        r.mid < DEMOTE_MID && r.quarter < DEMOTE_QUARTER
-    } {
-        half
-    } else if b * 2.0 <= MAX_BPM && {
-        let r = level_ratios(&env, lag_of(b));
-        r.mid >= PROMOTE_MID || r.quarter >= PROMOTE_QUARTER
-    } {
-        b * 2.0
-    } else {
-        b
-    };
+    let chosen = best.0;
     // Refine on the raw ACF peak near the chosen period.
     let lag = lag_of(chosen);
     let lo = (lag * 0.97).floor() as usize;
@@ -259,4 +187,61 @@ mod tests {
         let peak = (20..120).max_by(|&a, &b| acf[a].total_cmp(&acf[b])).unwrap();
         assert_eq!(peak, 50);
     }
+}
+
+/// How strongly the low band (kick, bass) and the mid band (snare, claps)
+/// alternate, beat by beat over `beats`, at periods of 2, 4 and 8 beats:
+/// the spectrum of (low − mid) accents at those periods, normalised.
+pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
+    use super::features::Features;
+    let lag = super::beats::ONSET_LAG_S;
+    let accent = |band: &[f32], t: f64| {
+        let c = Features::frame_at((t - lag).max(0.0));
+        (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
+    };
+    let standard = |v: Vec<f64>| {
+        let n = v.len().max(1) as f64;
+        let m = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt().max(1e-9);
+        v.into_iter().map(|x| (x - m) / sd).collect::<Vec<f64>>()
+    };
+    let low = standard(beats.iter().map(|&t| accent(&f.low_onset, t)).collect());
+    let mid = standard(beats.iter().map(|&t| accent(&f.mid_onset, t)).collect());
+    let d: Vec<f64> = low.iter().zip(&mid).map(|(l, m)| l - m).collect();
+    let energy: f64 = d.iter().map(|x| x * x).sum::<f64>().max(1e-9);
+    [2.0, 4.0, 8.0].map(|p| {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (k, x) in d.iter().enumerate() {
+            let w = std::f64::consts::TAU * k as f64 / p;
+            re += x * w.cos();
+            im += x * w.sin();
+        }
+        // 1 for a pure alternation at this period.
+        (re * re + im * im).sqrt() / (energy * d.len() as f64 / if p == 2.0 { 1.0 } else { 2.0 }).sqrt()
+    })
+}
+
+
+/// The tapping level's range: outside it nobody counts.
+const TAP_RANGE: (f64, f64) = (55.0, 200.0);
+/// Preference among levels: a log-normal around 115 BPM, 0.75 octaves
+/// wide, weighted against the kick/snare alternation.
+const TAP_PRIOR_BPM: f64 = 115.0;
+const TAP_PRIOR_OCTAVES: f64 = 0.75;
+const TAP_PRIOR_WEIGHT: f64 = 0.3;
+
+/// `bpm` and its octaves within the tapping range (`bpm` itself always).
+pub fn octaves(bpm: f64) -> impl Iterator<Item = f64> {
+    [bpm / 2.0, bpm, bpm * 2.0]
+        .into_iter()
+        .filter(move |b| *b == bpm || (TAP_RANGE.0..=TAP_RANGE.1).contains(b))
+}
+
+/// How likely `bpm` is the level listeners tap, given how strongly kick and
+/// snare alternate beat by beat at it (`alternation(..)[0]`): in rock, pop,
+/// hip-hop and disco alike the backbeat alternates at the tactus, however
+/// busy the hi-hats are.
+pub fn level_score(bpm: f64, alternation: f64) -> f64 {
+    let z = (bpm / TAP_PRIOR_BPM).log2() / TAP_PRIOR_OCTAVES;
+    alternation - TAP_PRIOR_WEIGHT * 0.5 * z * z
 }
