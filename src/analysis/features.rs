@@ -1,6 +1,7 @@
 //! One short-time Fourier pass over the mono signal at the analysis rate,
 //! producing every frame-level feature the other analyses need: onset
-//! strength (full band and low band), chroma, and frame energies.
+//! strength (full band and per band), frame energies, the fine attack
+//! envelope, and the pitch histogram for the key ([`super::pitch`]).
 //!
 //! Onset strength is a log-compressed, band-wise spectral flux
 //! (Böck & Widmer's "log filtered spectral flux"): magnitudes are summed
@@ -9,6 +10,8 @@
 //! (frame n is centred on sample n·HOP).
 
 use realfft::RealFftPlanner;
+
+use super::pitch::{self, PitchHistogram};
 
 /// Analysis sample rate.
 pub const RATE: u32 = 22_050;
@@ -25,9 +28,6 @@ const LOW_HZ: f32 = 150.0;
 const MID_HZ: (f32, f32) = (200.0, 3_000.0);
 /// The high band: above this.
 const HIGH_HZ: f32 = 5_000.0;
-/// Chroma range: below 180 Hz a bin is wider than a semitone.
-const CHROMA_MIN_HZ: f32 = 180.0;
-const CHROMA_MAX_HZ: f32 = 5_000.0;
 
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -45,8 +45,9 @@ pub struct Features {
     pub low_energy: Vec<f32>,
     /// Energy above 2 kHz share of the total (brightness), per frame.
     pub brightness: Vec<f32>,
-    /// Pitch-class profile per frame (C = 0), magnitude-weighted.
-    pub chroma: Vec<[f32; 12]>,
+    /// The track's tonal peaks by pitch class, 10 cents per bin (see
+    /// `pitch`): for the key.
+    pub pitch: Vec<f64>,
     /// Log energy per `FINE_HOP` samples (0.5 ms), never more than 8 dB
     /// under the previous 10 ms: where exactly a beat's attack is.
     pub fine: Vec<f32>,
@@ -101,8 +102,6 @@ pub struct Extractor {
     bands: Vec<(usize, usize)>,
     low_bin: usize,
     bright_bin: usize,
-    chroma_lo: usize,
-    chroma_hi: usize,
     /// Samples from absolute index `buf_start` on.
     buf: Vec<f32>,
     buf_start: usize,
@@ -120,6 +119,9 @@ pub struct Extractor {
     fine_acc: (f32, usize),
     /// Energy averaged over the last ~10 ms (one-pole), per fine frame.
     fine_slow: f32,
+    pitch: PitchHistogram,
+    /// The next pitch frame to compute.
+    next_pitch: usize,
     f: Features,
 }
 
@@ -146,8 +148,6 @@ impl Extractor {
             window,
             low_bin: (LOW_HZ / bin_hz).ceil() as usize,
             bright_bin: (2_000.0 / bin_hz) as usize,
-            chroma_lo: (CHROMA_MIN_HZ / bin_hz).floor() as usize,
-            chroma_hi: (CHROMA_MAX_HZ / bin_hz).ceil() as usize,
             prev_bands: vec![0.0; bands.len()],
             cur_bands: vec![0.0; bands.len()],
             bands,
@@ -158,6 +158,8 @@ impl Extractor {
             mag: vec![0.0; N_FFT / 2 + 1],
             fine_acc: (0.0, 0),
             fine_slow: 0.0,
+            pitch: PitchHistogram::new(),
+            next_pitch: 0,
             f: Features::default(),
         }
     }
@@ -181,8 +183,13 @@ impl Extractor {
         while self.next_frame * HOP + N_FFT / 2 <= self.total {
             self.frame();
         }
+        while self.next_pitch * pitch::HOP + pitch::FRAME / 2 <= self.total {
+            self.pitch_frame();
+        }
         // Keep only what later frames still need.
-        let keep_from = (self.next_frame * HOP).saturating_sub(N_FFT / 2);
+        let keep_from = (self.next_frame * HOP)
+            .saturating_sub(N_FFT / 2)
+            .min((self.next_pitch * pitch::HOP).saturating_sub(pitch::FRAME / 2));
         if keep_from > self.buf_start + N_FFT {
             self.buf.drain(..keep_from - self.buf_start);
             self.buf_start = keep_from;
@@ -210,7 +217,26 @@ impl Extractor {
         while self.next_frame < frames {
             self.frame();
         }
+        while self.next_pitch * pitch::HOP < self.total {
+            self.pitch_frame();
+        }
+        self.f.pitch = self.pitch.histogram.to_vec();
         self.f
+    }
+
+    /// Adds pitch frame `next_pitch`, centred on sample `next_pitch * pitch::HOP`.
+    fn pitch_frame(&mut self) {
+        let start = (self.next_pitch * pitch::HOP) as isize - (pitch::FRAME / 2) as isize;
+        self.next_pitch += 1;
+        let (buf, buf_start) = (&self.buf, self.buf_start);
+        self.pitch.add_frame(|i| {
+            let j = start + i as isize;
+            if j >= buf_start as isize && ((j as usize) - buf_start) < buf.len() {
+                buf[j as usize - buf_start]
+            } else {
+                0.0
+            }
+        });
     }
 
     /// Computes frame `next_frame`, centred on sample `next_frame * HOP`.
@@ -265,22 +291,6 @@ impl Extractor {
             }
         }
         std::mem::swap(&mut self.prev_bands, &mut self.cur_bands);
-        // Chroma from spectral peaks only, each at its interpolated
-        // frequency: a Hann main lobe spans several bins, which at low
-        // pitches would smear a note over neighbouring semitones.
-        let mut chroma = [0.0f32; 12];
-        for b in self.chroma_lo.max(1)..self.chroma_hi.min(mag.len() - 1) {
-            let (l, c, r) = (mag[b - 1], mag[b], mag[b + 1]);
-            if c <= l || c < r || c < 1e-6 {
-                continue;
-            }
-            let (la, lc, lr) = (l.max(1e-12).ln(), c.ln(), r.max(1e-12).ln());
-            let denom = la - 2.0 * lc + lr;
-            let delta = if denom.abs() > 1e-12 { (0.5 * (la - lr) / denom).clamp(-0.5, 0.5) } else { 0.0 };
-            let f = (b as f32 + delta) * bin_hz;
-            let midi = 69.0 + 12.0 * (f / 440.0).log2();
-            chroma[(midi.round() as i64).rem_euclid(12) as usize] += c;
-        }
         let f = &mut self.f;
         f.onset.push(flux);
         f.low_onset.push(low_flux);
@@ -289,7 +299,6 @@ impl Extractor {
         f.energy.push(sum_sq / N_FFT as f32);
         f.low_energy.push(low);
         f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });
-        f.chroma.push(chroma);
     }
 }
 
@@ -325,17 +334,8 @@ mod tests {
         }
         let parts = e.finish();
         assert_eq!(whole.onset, parts.onset);
-        assert_eq!(whole.chroma, parts.chroma);
+        assert_eq!(whole.pitch, parts.pitch);
         assert_eq!(whole.fine, parts.fine);
         assert_eq!(whole.frames(), x.len() / HOP + 1);
-    }
-
-    #[test]
-    fn chroma_finds_a_440() {
-        let x: Vec<f32> = (0..RATE).map(|i| (std::f32::consts::TAU * 440.0 * i as f32 / RATE as f32).sin()).collect();
-        let f = compute(&x);
-        let c = f.chroma[40];
-        let best = (0..12).max_by(|&a, &b| c[a].total_cmp(&c[b])).unwrap();
-        assert_eq!(best, 9);
     }
 }

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod features;
 pub mod grid;
 pub mod key;
+pub mod pitch;
 pub mod tempo;
 
 use std::path::Path;
@@ -228,7 +229,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let bpm = steady.or_else(|| median_interval(&beats).map(|p| 60.0 / p)).unwrap_or(tempo.bpm);
     let bars = downbeats::estimate(&f, &beats);
     let downbeats: Vec<f64> = beats.iter().skip(bars.phase).step_by(bars.meter as usize).copied().collect();
-    let key = key::estimate(&f.chroma);
+    let key = key::estimate(&pitch::PitchHistogram::chroma(&f.pitch.clone().try_into().unwrap_or([0.0; pitch::BINS])));
     let (cue_in_s, cue_out_s) = match (beats.first(), beats.last()) {
         (Some(a), Some(b)) => (*a, *b),
         _ => first_last_active(&active),
