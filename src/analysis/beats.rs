@@ -11,11 +11,15 @@ use super::features::FPS;
 /// (a quarter window before its centre) meets an attack: a quarter window
 /// before the attack. Beat times are attack times.
 pub const ONSET_LAG_S: f64 = super::features::N_FFT as f64 / 4.0 / super::features::RATE as f64;
-/// Penalty weight on tempo deviation between consecutive beats.
-const TIGHTNESS: f64 = 100.0;
+/// Penalty weight on tempo deviation between consecutive beats: loose, to
+/// see where the onsets lead at a candidate tempo (which level is the
+/// beat), and tight, for the beats themselves (most music keeps its tempo,
+/// and a loose tracker slips onto off-beats through a busy stretch).
+pub const LOOSE: f64 = 100.0;
+pub const TIGHT: f64 = 800.0;
 /// Tracks beats in `onset` at about `bpm`; returns beat times in seconds.
 /// `active` tells which frames are audible (beats elsewhere are dropped).
-pub fn track(onset: &[f32], bpm: f64, active: &[bool]) -> Vec<f64> {
+pub fn track(onset: &[f32], bpm: f64, active: &[bool], tightness: f64) -> Vec<f64> {
     let n = onset.len();
     if n < 4 {
         return Vec::new();
@@ -44,7 +48,7 @@ pub fn track(onset: &[f32], bpm: f64, active: &[bool]) -> Vec<f64> {
     let lo = (period / 2.0).round().max(1.0) as usize;
     let hi = (period * 2.0).round() as usize;
     let penalty: Vec<f64> = (0..=hi)
-        .map(|d| if d < lo { f64::NEG_INFINITY } else { -TIGHTNESS * (d as f64 / period).ln().powi(2) })
+        .map(|d| if d < lo { f64::NEG_INFINITY } else { -tightness * (d as f64 / period).ln().powi(2) })
         .collect();
     let mut score = vec![0.0f64; n];
     let mut back = vec![usize::MAX; n];
@@ -122,7 +126,7 @@ mod tests {
         for (i, a) in active.iter_mut().enumerate() {
             *a = (5.0 * FPS) as usize - 2 <= i && i <= (35.0 * FPS) as usize;
         }
-        let beats = track(&onset, 120.0, &active);
+        let beats = track(&onset, 120.0, &active, TIGHT);
         assert_eq!(beats.len(), truth.len(), "{beats:?}");
         for (b, t) in beats.iter().zip(&truth) {
             // The pulses stand for an onset function: its peaks come a

@@ -210,15 +210,14 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     // The level a listener taps: of the periodicity and its octaves, the
     // one where kick and snare take turns beat by beat.
-    let tracked = tempo::octaves(tempo.bpm)
+    let level = tempo::octaves(tempo.bpm)
         .map(|bpm| {
-            let beats = beats::track(&f.onset, bpm, &active);
-            let score = tempo::level_score(bpm, tempo::alternation(&f, &beats)[0]);
-            (score, beats)
+            let beats = beats::track(&f.onset, bpm, &active, beats::LOOSE);
+            (tempo::level_score(bpm, tempo::alternation(&f, &beats)[0]), bpm)
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, beats)| beats)
-        .unwrap_or_default();
+        .map_or(tempo.bpm, |(_, bpm)| bpm);
+    let tracked = beats::track(&f.onset, level, &active, beats::TIGHT);
     let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked));
     let mut beats = grid.beats.clone();
     extend_into_music(&f, &mut beats);
