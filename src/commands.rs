@@ -446,3 +446,194 @@ pub fn render(config: &Config, minutes: f64, out: &Path, memory_log: Option<&Pat
     println!("peak memory (RSS): {:.1} MiB", r.peak_rss_bytes as f64 / (1024.0 * 1024.0));
     Ok(())
 }
+
+/// Marker click frequencies for A and B: above the analysis band (11 kHz),
+/// so the analysis cannot see them.
+const MARK_A_HZ: f32 = 12_500.0;
+const MARK_B_HZ: f32 = 15_500.0;
+
+/// Adds a faint 4 ms Hann-windowed sine burst at `hz` at each of `times`.
+fn add_marks(pcm: &mut [f32], rate: nonstop::units::SampleRate, times: &[f64], hz: f32) {
+    let n = (0.004 * rate.0 as f64) as usize;
+    for &t in times {
+        let start = (t * rate.0 as f64).round() as usize;
+        for i in 0..n {
+            let w = 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n as f32).cos();
+            let v = 0.02 * w * (std::f32::consts::TAU * hz * i as f32 / rate.0 as f32).sin();
+            if let Some(s) = pcm.get_mut((start + i) * 2..(start + i) * 2 + 2) {
+                s[0] += v;
+                s[1] += v;
+            }
+        }
+    }
+}
+
+/// Onsets of the marker clicks at `hz` in interleaved stereo: where a
+/// narrow-band envelope rises through half its local peak.
+fn mark_onsets(pcm: &[f32], rate: nonstop::units::SampleRate, hz: f32) -> Vec<f64> {
+    // Demodulated at `hz` (the phase in f64: in f32 it is noise after a
+    // few seconds), then two one-pole low-passes of 0.4 ms.
+    let w = std::f64::consts::TAU * hz as f64 / rate.0 as f64;
+    let a = 1.0 - (-1.0f64 / (0.0004 * rate.0 as f64)).exp();
+    let (mut re, mut im, mut re2, mut im2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let env: Vec<f32> = pcm
+        .iter()
+        .step_by(2)
+        .enumerate()
+        .map(|(i, x)| {
+            let phase = (w * i as f64) % std::f64::consts::TAU;
+            re += a * (*x as f64 * phase.cos() - re);
+            im += a * (*x as f64 * phase.sin() - im);
+            re2 += a * (re - re2);
+            im2 += a * (im - im2);
+            (re2 * re2 + im2 * im2).sqrt() as f32
+        })
+        .collect();
+    let peak = env.iter().copied().fold(0.0f32, f32::max);
+    let threshold = 0.3 * peak;
+    let mut out = Vec::new();
+    let mut i = 1;
+    let hold = (0.05 * rate.0 as f64) as usize;
+    while i < env.len() {
+        if env[i] >= threshold && env[i - 1] < threshold {
+            // Half of this click's own peak, walking back.
+            let top = env[i..(i + 400).min(env.len())].iter().copied().fold(0.0f32, f32::max);
+            let mut j = i;
+            while j > 0 && env[j - 1] >= 0.5 * top {
+                j -= 1;
+            }
+            out.push(j as f64 / rate.0 as f64);
+            i += hold;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `nonstop eval-mix DIR`: transitions between real recordings, checked by
+/// marker clicks the analysis cannot see. For every pair of clips in `DIR`
+/// (`audio/` and `annotations/`) whose annotated tempos are within the
+/// stretch limit (half and double tempo allowed), a faint click above
+/// 11 kHz is added at each annotated beat (12.5 kHz on A, 15.5 kHz on B),
+/// the transition is planned from the clicked files' analysis and rendered
+/// as the station would; then both click trains are found in the rendered
+/// overlap and B's are compared with A's. Prints each pair and a summary.
+pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool> {
+    use nonstop::transition::{plan, render_checked, Mode};
+    let rate = config.stream.rate();
+    let settings = config.mixer.transition();
+    let files = expand(&[dir.join("audio")]);
+    struct Clip {
+        name: String,
+        pcm: Vec<f32>,
+        analysis: Analysis,
+        beats: Vec<f64>,
+        bpm: f64,
+    }
+    let clips: Mutex<Vec<Clip>> = Mutex::new(Vec::new());
+    parallel(
+        &files,
+        |path| -> anyhow::Result<Clip> {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let beats = eval::read_beats(&dir.join("annotations").join(format!("{stem}.beats"))).map_err(anyhow::Error::msg)?.beats;
+            let bpm: f64 = std::fs::read_to_string(dir.join("annotations").join(format!("{stem}.bpm")))?.trim().parse()?;
+            let mut pcm = decode_all(path, rate)?;
+            add_marks(&mut pcm, rate, &beats, MARK_A_HZ);
+            let analysis = analysis::analyze_pcm(&pcm, rate)?;
+            Ok(Clip { name: stem, pcm, analysis, beats, bpm })
+        },
+        |path, r| match r {
+            Ok(c) => clips.lock().unwrap_or_else(|p| p.into_inner()).push(c),
+            Err(e) => eprintln!("{}: {e}", path.display()),
+        },
+    );
+    let mut clips = clips.into_inner().unwrap_or_else(|p| p.into_inner());
+    clips.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut pairs = Vec::new();
+    for (i, a) in clips.iter().enumerate() {
+        for (j, b) in clips.iter().enumerate() {
+            let close = [0.5, 1.0, 2.0].iter().any(|m| (a.bpm / (b.bpm * m) - 1.0).abs() <= settings.max_tempo_change);
+            if i != j && close {
+                pairs.push((i, j));
+            }
+        }
+    }
+    let (mut all_errors, mut beatmatched, mut fell_back, mut on_beat_pairs) = (Vec::new(), 0, 0, 0);
+    let mut fallback_reasons: Vec<String> = Vec::new();
+    for (i, j) in pairs {
+        let (a, b) = (&clips[i], &clips[j]);
+        // B's clicks at their own frequency.
+        let mut b_pcm = b.pcm.clone();
+        add_marks(&mut b_pcm, rate, &b.beats, MARK_B_HZ);
+        let planned = plan(&a.analysis, &b.analysis, &settings);
+        let post = |p: &nonstop::transition::Plan| if p.mode == Mode::Beatmatched { p.glide_out_s() } else { 0.5 };
+        let (r, aired) = render_checked(&a.pcm, &b_pcm, &planned, (&a.analysis, &b.analysis), &settings, rate, 0.0, post, false);
+        let line = if aired.mode == Mode::Beatmatched {
+            beatmatched += 1;
+            let overlap = &r.pcm[r.overlap_start * 2..r.overlap_end * 2];
+            let (ta, tb) = (mark_onsets(overlap, rate, MARK_A_HZ), mark_onsets(overlap, rate, MARK_B_HZ));
+            let beat = 60.0 / a.bpm;
+            // Each of B's clicks against the nearest of A's.
+            let mut errors: Vec<f64> = tb
+                .iter()
+                .filter_map(|t| ta.iter().map(|x| (t - x) * 1000.0).min_by(|x, y| x.abs().total_cmp(&y.abs())))
+                .filter(|e| e.abs() <= beat * 500.0)
+                .map(f64::abs)
+                .collect();
+            errors.sort_by(f64::total_cmp);
+            let q = |p: f64| errors.get(((errors.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
+            let on_beat = errors.iter().filter(|e| **e <= 20.0).count() as f64 / errors.len().max(1) as f64;
+            if on_beat >= 0.95 {
+                on_beat_pairs += 1;
+            }
+            all_errors.extend(errors.iter().copied());
+            let measured = r.alignment.map_or(f64::NAN, |al| al.median_ms);
+            format!(
+                "{} -> {}: beatmatched, {} clicks: median {:.1} ms, p95 {:.1} ms, {:.0}% on A's beats (self-measured median {:.1} ms)",
+                a.name,
+                b.name,
+                errors.len(),
+                q(0.5),
+                q(0.95),
+                on_beat * 100.0,
+                measured
+            )
+        } else {
+            fell_back += 1;
+            let reason = aired.reason.clone().unwrap_or_default();
+            fallback_reasons.push(reason.clone());
+            format!("{} -> {}: crossfade: {reason}", a.name, b.name)
+        };
+        if !json {
+            println!("{line}");
+        }
+    }
+    all_errors.sort_by(f64::total_cmp);
+    let q = |p: f64| all_errors.get(((all_errors.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let summary = serde_json::json!({
+        "pairs": beatmatched + fell_back,
+        "beatmatched": beatmatched,
+        "crossfaded": fell_back,
+        "median_ms": (q(0.5) * 10.0).round() / 10.0,
+        "p95_ms": (q(0.95) * 10.0).round() / 10.0,
+        "pairs_95pct_on_beat": on_beat_pairs,
+        "on_beat": all_errors.iter().filter(|e| **e <= 20.0).count() as f64 / all_errors.len().max(1) as f64,
+    });
+    if json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{} pairs within the stretch limit: {} beatmatched ({} with ≥95% of B's beats on A's), {} crossfaded; B's clicks on A's: median {:.1} ms, p95 {:.1} ms, {:.1}% within 20 ms, over {} clicks",
+            beatmatched + fell_back,
+            beatmatched,
+            on_beat_pairs,
+            fell_back,
+            q(0.5),
+            q(0.95),
+            summary["on_beat"].as_f64().unwrap_or(0.0) * 100.0,
+            all_errors.len()
+        );
+    }
+    Ok(beatmatched + fell_back > 0)
+}

@@ -68,6 +68,18 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Transitions between annotated recordings, checked by marker clicks the
+    /// analysis cannot see (DIR holds audio/ and annotations/).
+    EvalMix {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print only a JSON summary.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file (for the [mixer] settings).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Score the analysis against annotations: beat and downbeat F-measure,
     /// tempo Acc1/Acc2, key score, per file and on average.
     #[command(alias = "eval-beats")]
@@ -180,6 +192,10 @@ fn run() -> anyhow::Result<()> {
         }
         Some(Command::Plugin { action: PluginAction::Check { path, picks, args } }) => {
             return exit_if_none_ok(commands::plugin_check(&load_config(&args)?, &path, picks)?)
+        }
+        Some(Command::EvalMix { dir, json, config }) => {
+            let args = ServeArgs { config, ..Default::default() };
+            return exit_if_none_ok(commands::eval_mix(&load_config(&args)?, &dir, json)?);
         }
         Some(Command::Eval { annotations, json, paths }) => {
             return exit_if_none_ok(commands::eval(annotations.as_deref(), &paths, json)?)

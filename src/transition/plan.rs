@@ -130,8 +130,8 @@ pub struct Plan {
 }
 
 /// B's beat grid at `multiple` times its tempo: midpoints inserted (×2) or
-/// every other beat (×½).
-fn regrid(beats: &[f64], multiple: f64) -> Vec<f64> {
+/// every other beat (×½), keeping the beat at `keep` (B's first downbeat).
+fn regrid(beats: &[f64], multiple: f64, keep: f64) -> Vec<f64> {
     if multiple > 1.5 {
         let mut out = Vec::with_capacity(beats.len() * 2);
         for w in beats.windows(2) {
@@ -141,14 +141,16 @@ fn regrid(beats: &[f64], multiple: f64) -> Vec<f64> {
         out.extend(beats.last());
         out
     } else if multiple < 0.75 {
-        beats.iter().step_by(2).copied().collect()
+        let parity = index_of(beats, keep).unwrap_or(0) % 2;
+        beats.iter().skip(parity).step_by(2).copied().collect()
     } else {
         beats.to_vec()
     }
 }
 
+/// The beat at `t` (within 5 ms: downbeats are beats, rounded alike).
 fn index_of(beats: &[f64], t: f64) -> Option<usize> {
-    beats.iter().position(|b| (b - t).abs() < 1e-3)
+    beats.iter().position(|b| (b - t).abs() < 0.005)
 }
 
 /// The gain (dB) that brings a track to the target loudness, within the
@@ -191,11 +193,11 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     let meter = a.meter.max(1) as usize;
     // A: full bars that end by the cue-out.
     let a_bars: Vec<f64> = a.downbeats.iter().copied().filter(|d| *d <= a.cue_out_s + 1e-3).collect();
-    let b_grid = regrid(&b.beats, multiple);
     let b_bar_starts: Vec<f64> = b.downbeats.iter().copied().filter(|d| *d >= b.cue_in_s - 0.05).collect();
     let Some(&b_in) = b_bar_starts.first() else {
         return crossfade(Fallback::NoDownbeat, "B has no downbeat after its cue-in".into());
     };
+    let b_grid = regrid(&b.beats, multiple, b_in);
     let Some(b_start) = index_of(&b_grid, b_in) else {
         return crossfade(Fallback::NoDownbeat, "B's downbeat is not on its beat grid".into());
     };

@@ -255,11 +255,11 @@ pub fn render(
     let mut b_next_frame = b_next_frame;
     let alignment = match plan.mode {
         Mode::Beatmatched => {
-            let beats: Vec<f64> = plan.a_beats.windows(2).map(|w| w[1] - w[0]).collect();
-            let beat_s = beats.iter().sum::<f64>() / beats.len().max(1) as f64;
             let n = ov_end - ov_start;
+            let start_s = (a0 + ov_start) as f64 / rate.0 as f64;
+            let grid: Vec<f64> = plan.a_beats.iter().map(|t| t - start_s).collect();
             let env_a = align::log_energy(a, a0 + ov_start, n, rate);
-            let measure = |pcm: &[f32]| align::measure(&env_a, &align::log_energy(pcm, ov_start, n, rate), beat_s);
+            let measure = |pcm: &[f32]| align::measure(&env_a, &align::log_energy(pcm, ov_start, n, rate), &grid);
             let first = measure(&pcm);
             match first.and_then(|m| m.correction_ms()) {
                 Some(lag_ms) if (MIN_CORRECTION_S * 1000.0..=MAX_CORRECTION_S * 1000.0).contains(&lag_ms.abs()) => {
