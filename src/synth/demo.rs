@@ -10,13 +10,15 @@
 
 use std::path::Path;
 
-use super::{demo_specs, render};
+use super::{demo_specs, render_reusing};
 use crate::catalog::{has_audio, CatalogError};
 use crate::encoder::{encode_file, FileTags, LameSettings};
 use crate::units::SampleRate;
 
 /// LAME quality for the demo files: fast, since they are made on first start.
 const DEMO_QUALITY: u8 = 7;
+/// Tracks synthesised at once.
+const DEMO_WORKERS: usize = 1;
 
 /// Makes the demo library in `demo` if `library` holds no audio (links
 /// followed) and there is no complete demo library yet. Returns whether a
@@ -47,15 +49,18 @@ pub fn ensure_demo_library(library: &Path, demo: &Path, seconds: f64, on_start: 
     let specs = demo_specs(seconds);
     let rate = SampleRate::CD;
     let settings = LameSettings { sample_rate: rate.0, bitrate_kbps: 128, quality: DEMO_QUALITY };
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    // Each track is synthesised whole (about 80 MB at its peak): two at a
+    // time at most, so a first start stays within the station's memory.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(DEMO_WORKERS);
     let results: Vec<Result<(), CatalogError>> = std::thread::scope(|s| {
         let chunks: Vec<_> = specs.chunks(specs.len().div_ceil(workers)).collect();
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
                 s.spawn(move || -> Result<(), CatalogError> {
+                    let mut spare = Vec::new();
                     for spec in chunk {
-                        let pcm = render(spec, rate);
+                        let pcm = render_reusing(spec, rate, &mut spare);
                         let tags = FileTags { title: &spec.title, artist: &spec.artist, album: "nonstop demo" };
                         let mp3 = encode_file(settings, tags, &pcm).map_err(|e| CatalogError::Io {
                             path: library.to_owned(),

@@ -121,13 +121,24 @@ impl TrackSpec {
 /// `style.target_lufs` if set (peaks stay below full scale), otherwise
 /// peak-normalised to -3 dBFS.
 pub fn render(spec: &TrackSpec, rate: SampleRate) -> Vec<f32> {
+    let mut spare = Vec::new();
+    render_reusing(spec, rate, &mut spare)
+}
+
+/// `render`, with `spare` (a buffer of an earlier render, given back) for
+/// the right channel: rendering many tracks in a row then allocates the
+/// big buffers once, not per track.
+pub fn render_reusing(spec: &TrackSpec, rate: SampleRate, spare: &mut Vec<f32>) -> Vec<f32> {
     let st = &spec.style;
     let sr = rate.0 as f32;
     let meter = st.meter.max(1) as usize;
     let beats = spec.beat_times();
     let music_end = *beats.last().expect("at least one beat");
     let total = ((music_end + 0.5 + st.lead_out_s) * sr as f64) as usize;
-    let mut out = Mix { l: vec![0.0; total], r: vec![0.0; total], sr };
+    let mut r = std::mem::take(spare);
+    r.clear();
+    r.resize(total, 0.0);
+    let mut out = Mix { l: vec![0.0; total], r, sr };
     let mut rng = SmallRng::seed_from_u64(spec.seed);
     let bars = spec.bars();
 
@@ -220,7 +231,8 @@ pub fn render(spec: &TrackSpec, rate: SampleRate) -> Vec<f32> {
             out.r[i] += n * st.noise * 1.7;
         }
     }
-    let pcm = out.interleave();
+    let (pcm, r) = out.interleave();
+    *spare = r;
     match st.target_lufs {
         Some(lufs) => normalise_loudness(pcm, rate, lufs),
         None => normalise(pcm, 0.708),
@@ -342,8 +354,21 @@ impl Mix {
         }
     }
 
-    fn interleave(self) -> Vec<f32> {
-        self.l.iter().zip(&self.r).flat_map(|(l, r)| [*l, *r]).collect()
+    /// Interleaved stereo, built in the left buffer (a three-minute track
+    /// is 30 MB a channel: no third buffer).
+    /// Returns the right channel's buffer too, for reuse.
+    fn interleave(self) -> (Vec<f32>, Vec<f32>) {
+        let Mix { mut l, r, .. } = self;
+        let n = l.len();
+        l.reserve_exact(n);
+        l.resize(2 * n, 0.0);
+        // Backwards, so frame i is read before anything is written over it
+        // (frame i lands at 2i and 2i + 1, never below i).
+        for i in (0..n).rev() {
+            l[2 * i + 1] = r[i];
+            l[2 * i] = l[i];
+        }
+        (l, r)
     }
 }
 
