@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub station_name: String,
     /// Concurrent listeners allowed; more get 503. Default: `1000`.
     pub max_listeners: usize,
+    /// Connections the kernel queues before they are accepted (a flash
+    /// crowd waits instead of being refused). Default: `4096`.
+    pub accept_backlog: u32,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:8000".parse().expect("valid literal"),
             station_name: "nonstop".into(),
             max_listeners: 1000,
+            accept_backlog: 4096,
         }
     }
 }
@@ -339,6 +343,12 @@ impl Config {
             "stream.max_lag_s",
             s.max_lag_s.to_string(),
             "must exceed stream.burst_s by at least 0.5 s (a new listener starts burst_s behind) and be at most 600",
+        )?;
+        check(
+            (1..=1_048_576).contains(&self.server.accept_backlog),
+            "server.accept_backlog",
+            self.server.accept_backlog.to_string(),
+            "must be between 1 and 1048576",
         )?;
         check(
             self.server.max_listeners >= 1,

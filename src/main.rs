@@ -215,8 +215,7 @@ fn exit_if_none_ok(any_ok: bool) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
+    let listener = nonstop::http::bind(config.server.listen, config.server.accept_backlog)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let station = Station::start(config, listener).await?;
     println!("listening on http://{}", station.local_addr());

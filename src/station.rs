@@ -236,7 +236,8 @@ impl Station {
 
         let silence = encoder::silence_frames(lame_settings(&config))?;
         let (pipeline, frames_rx) = Pipeline::start(&config, scheduler.clone(), catalog.clone(), stats.clone())?;
-        let hub = Hub::new(config.stream.rate(), config.stream.burst_s, config.stream.max_lag_s, stats.clone());
+        let (hub, shards) = Hub::new(config.stream.rate(), config.stream.burst_s, config.stream.max_lag_s, stats.clone());
+        let delivery = broadcast::spawn_delivery(&hub, shards);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let status = StatusSource { config: config.clone(), stats, hub: hub.clone(), scheduler, catalog };
         let broadcaster = tokio::spawn(broadcast::run(hub.clone(), frames_rx, silence, shutdown_rx.clone()));
@@ -246,7 +247,7 @@ impl Station {
             addr,
             shutdown,
             pipeline: Some(pipeline),
-            tasks: vec![broadcaster, server],
+            tasks: [broadcaster, server].into_iter().chain(delivery).collect(),
             indexer: Some(indexer),
             _plugins: plugins,
             scan,

@@ -6,39 +6,32 @@
 //! once. An empty frame queue at a deadline sends pre-encoded silence and
 //! counts an underrun: the stream never stops.
 //!
-//! Fan-out is a `tokio::sync::broadcast` channel of `Arc<Frame>`: one
-//! allocation per frame whatever the number of listeners, and a listener
-//! that lags only loses its own place. A ring of the last `burst_s`
-//! seconds gives new listeners audio at once. A listener whose position is
-//! more than `max_lag_s` behind live is kicked; nobody else notices.
+//! Released frames go into the hub's frame log: a ring of the last
+//! `burst_s + max_lag_s` seconds of `Arc<Frame>`, one allocation per frame
+//! whatever the number of listeners. Listeners are served by a few
+//! delivery shards ([`delivery`]), one task each: every few frames (about
+//! a tenth of a second) a shard walks its listeners and hands each socket
+//! everything it has not yet taken in one vectored, non-blocking write. No
+//! task, wake-up or allocation per listener per frame. A new listener gets
+//! the last `burst_s` seconds at once; one whose socket will not take its
+//! bytes falls behind on its own and is dropped past `max_lag_s`.
 
-mod listener;
+mod delivery;
 
-pub use listener::Listener;
+pub use delivery::{Conn, ListenerInfo};
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::encoder::Frame;
 use crate::mixer::OnAir;
 use crate::stats::Stats;
 use crate::units::{MediaTime, SampleRate, MP3_FRAME_SAMPLES};
-
-/// Per-listener state the broadcaster can see: how far it has got, and the
-/// switch that closes its connection.
-#[derive(Debug)]
-pub struct ListenerSlot {
-    /// Sequence number of the last frame handed to this listener's socket.
-    pub position: AtomicU64,
-    pub kicked: AtomicBool,
-    /// Wakes the connection task so it drops the socket.
-    pub kick: Arc<Notify>,
-}
 
 /// Why a listener could not be subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,77 +42,118 @@ pub enum SubscribeError {
     Closed,
 }
 
-/// Shared between the broadcaster task and every listener.
+/// The recent frames, by sequence number.
+struct FrameLog {
+    frames: VecDeque<Arc<Frame>>,
+    /// Sequence number of `frames[0]`.
+    first: u64,
+}
+
+/// Shared between the broadcaster task, the delivery shards and the HTTP
+/// front.
 pub struct Hub {
     rate: SampleRate,
-    /// Burst ring and fan-out sender under one lock, so a new listener's
-    /// burst and its subscription meet exactly: no frame missed or doubled.
-    live: Mutex<Live>,
-    listeners: Mutex<HashMap<u64, Arc<ListenerSlot>>>,
-    next_listener: AtomicU64,
-    /// Sequence number of the newest frame on air (+1; 0 = nothing yet).
-    head: AtomicU64,
+    /// The frame log; the broadcaster writes once per frame, shards read
+    /// once per flush.
+    log: RwLock<FrameLog>,
+    log_capacity: usize,
+    /// Sequence number of the newest frame on air + 1 (0: nothing yet);
+    /// shards wait on it.
+    head: watch::Sender<u64>,
+    /// New listeners for each shard, handed out round-robin.
+    shards: Vec<mpsc::UnboundedSender<Conn>>,
+    next_shard: AtomicUsize,
+    /// Listeners subscribed (including those still being set up).
+    count: AtomicUsize,
+    next_id: AtomicU64,
+    closed: AtomicBool,
     burst_frames: usize,
     max_lag_frames: u64,
+    /// Each shard's listeners as last published (for the admin view).
+    pub(crate) tables: Mutex<Vec<Vec<ListenerInfo>>>,
     stats: Arc<Stats>,
 }
 
-struct Live {
-    ring: VecDeque<Arc<Frame>>,
-    tx: Option<broadcast::Sender<Arc<Frame>>>,
+/// A listener's place, held while it is connected: its id and the frame it
+/// starts from. Dropping it frees the place.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    pub id: u64,
+    /// The first frame this listener gets (the burst's first).
+    pub start: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How many delivery shards: one per worker thread, at most 4.
+fn shard_count() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4)
 }
 
 impl Hub {
-    pub fn new(rate: SampleRate, burst_s: f64, max_lag_s: f64, stats: Arc<Stats>) -> Arc<Hub> {
+    /// The hub and the receiving ends of its shards' queues (spawn
+    /// `delivery::run` on each).
+    pub fn new(
+        rate: SampleRate,
+        burst_s: f64,
+        max_lag_s: f64,
+        stats: Arc<Stats>,
+    ) -> (Arc<Hub>, Vec<mpsc::UnboundedReceiver<Conn>>) {
         let burst_frames = rate.mp3_frames_in(burst_s);
         let max_lag_frames = rate.mp3_frames_in(max_lag_s) as u64;
-        // The channel holds more than max_lag: a receiver that overflows it
-        // is beyond the lag limit anyway.
-        let (tx, _) = broadcast::channel(max_lag_frames as usize + burst_frames + 64);
-        Arc::new(Hub {
+        let log_capacity = burst_frames.max(max_lag_frames as usize) + 64;
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..shard_count()).map(|_| mpsc::unbounded_channel()).unzip();
+        let hub = Arc::new(Hub {
             rate,
-            live: Mutex::new(Live { ring: VecDeque::with_capacity(burst_frames + 1), tx: Some(tx) }),
-            listeners: Mutex::new(HashMap::new()),
-            next_listener: AtomicU64::new(0),
-            head: AtomicU64::new(0),
+            log: RwLock::new(FrameLog { frames: VecDeque::with_capacity(log_capacity + 1), first: 0 }),
+            log_capacity,
+            head: watch::channel(0).0,
+            shards: txs,
+            next_shard: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             burst_frames,
             max_lag_frames,
+            tables: Mutex::new(vec![Vec::new(); rxs.len()]),
             stats,
-        })
+        });
+        (hub, rxs)
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Subscribes a listener: the burst frames, then the live feed. `kick`
-    /// is notified if the listener falls too far behind.
-    pub fn subscribe(self: &Arc<Self>, max_listeners: usize, kick: Arc<Notify>) -> Result<Listener, SubscribeError> {
-        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        if listeners.len() >= max_listeners {
+    /// Takes a listener's place (`max_listeners` at most): it will start
+    /// with the last `burst_s` seconds.
+    pub fn subscribe(self: &Arc<Self>, max_listeners: usize) -> Result<Subscription, SubscribeError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(SubscribeError::Closed);
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) >= max_listeners {
+            self.count.fetch_sub(1, Ordering::Relaxed);
             self.stats.listeners_refused.fetch_add(1, Ordering::Relaxed);
             return Err(SubscribeError::Full);
         }
-        let (burst, rx) = {
-            let live = self.live();
-            let rx = live.tx.as_ref().ok_or(SubscribeError::Closed)?.subscribe();
-            (live.ring.iter().cloned().collect::<VecDeque<_>>(), rx)
-        };
-        let start = burst.front().map(|f| f.seq).unwrap_or_else(|| self.head.load(Ordering::Relaxed));
-        let slot = Arc::new(ListenerSlot { position: AtomicU64::new(start), kicked: AtomicBool::new(false), kick });
-        let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
-        listeners.insert(id, slot.clone());
+        let head = *self.head.borrow();
+        let first = self.log.read().unwrap_or_else(|p| p.into_inner()).first;
+        let start = head.saturating_sub(self.burst_frames as u64).max(first);
         self.stats.listeners_total.fetch_add(1, Ordering::Relaxed);
-        Ok(Listener::new(burst, rx, slot, self.clone(), id))
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Ok(Subscription { hub: self.clone(), id, start })
     }
 
-    fn unregister(&self, id: u64) {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    /// Hands a connected listener to a delivery shard.
+    pub fn attach(&self, conn: Conn) {
+        let i = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        // A closed shard (shutting down) drops the connection: fine.
+        let _ = self.shards[i].send(conn);
     }
 
     /// What is audible right now (the label of the newest frame on air).
     pub fn on_air(&self) -> Option<Arc<OnAir>> {
-        self.live().ring.back().map(|f| f.on_air.clone())
+        self.log.read().unwrap_or_else(|p| p.into_inner()).frames.back().map(|f| f.on_air.clone())
     }
 
     pub fn burst_s(&self) -> f64 {
@@ -127,42 +161,54 @@ impl Hub {
     }
 
     pub fn listener_count(&self) -> usize {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The listeners as the shards last saw them.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner()).iter().flatten().cloned().collect()
     }
 
     fn publish(&self, frame: Arc<Frame>) {
-        let mut live = self.live();
-        if live.ring.len() == self.burst_frames {
-            live.ring.pop_front();
-        }
-        if self.burst_frames > 0 {
-            live.ring.push_back(frame.clone());
-        }
-        self.head.store(frame.seq + 1, Ordering::Relaxed);
-        if let Some(tx) = &live.tx {
-            // No receivers is not an error: the station plays to nobody.
-            let _ = tx.send(frame);
-        }
-    }
-
-    /// Kicks every listener further behind live than the limit.
-    fn reap(&self) {
-        let head = self.head.load(Ordering::Relaxed);
-        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        for slot in listeners.values() {
-            let behind = head.saturating_sub(slot.position.load(Ordering::Relaxed) + 1);
-            if behind > self.max_lag_frames && !slot.kicked.swap(true, Ordering::Relaxed) {
-                self.stats.listeners_dropped.fetch_add(1, Ordering::Relaxed);
-                slot.kick.notify_one();
+        let seq = frame.seq;
+        {
+            let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+            if log.frames.is_empty() {
+                log.first = seq;
+            }
+            log.frames.push_back(frame);
+            while log.frames.len() > self.log_capacity {
+                log.frames.pop_front();
+                log.first += 1;
             }
         }
+        self.head.send_replace(seq + 1);
     }
 
-    /// Ends the live feed: every listener's stream finishes after what it
-    /// already has.
+    /// Ends the live feed: shards finish the frame each listener is in and
+    /// close its connection.
     fn close(&self) {
-        self.live().tx = None;
+        self.closed.store(true, Ordering::Relaxed);
+        // Wake the shards.
+        self.head.send_modify(|_| {});
     }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+/// Spawns the delivery shards for `receivers` (from `Hub::new`).
+pub fn spawn_delivery(hub: &Arc<Hub>, receivers: Vec<mpsc::UnboundedReceiver<Conn>>) -> Vec<tokio::task::JoinHandle<()>> {
+    receivers.into_iter().enumerate().map(|(i, rx)| tokio::spawn(delivery::run(hub.clone(), i, rx))).collect()
 }
 
 /// Frames of underrun in a row after which the title says the music is
@@ -224,7 +270,6 @@ async fn pace(
 ) {
     let stats = hub.stats.clone();
     let frame_time = |k: u64| hub.rate.duration_of(k * MP3_FRAME_SAMPLES);
-    let reap_every = hub.rate.mp3_frames_in(1.0) as u64;
     loop {
         let k = clock.k;
         let deadline = clock.t0 + frame_time(k);
@@ -265,9 +310,6 @@ async fn pace(
         let frame = Frame { seq: k, media_time: MediaTime(k * MP3_FRAME_SAMPLES), on_air: clock.label.clone(), data };
         hub.publish(Arc::new(frame));
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-        if k % reap_every == 0 {
-            hub.reap();
-        }
         clock.k += 1;
     }
 }

@@ -1,11 +1,13 @@
-//! HTTP front: hyper 1 over HTTP/1.x. `/stream.mp3` (with ICY metadata on
-//! request), `/listen.m3u`, `/listen.pls`, `/status` (JSON) and a minimal
-//! player page at `/`. Each connection is its own tokio task; a listener
-//! kicked by the broadcaster has its connection dropped at once.
+//! HTTP front. Every connection's request head is read by [`front`]: a
+//! `GET /stream.mp3` (with ICY metadata on request) becomes a listener,
+//! served by the hub's delivery shards; everything else — `/listen.m3u`,
+//! `/listen.pls`, `/status` (JSON), the player page at `/` — is served by
+//! hyper 1 over HTTP/1.x, one tokio task per connection.
 //!
 //! The stream response is sent as HTTP/1.0, close-delimited (no chunked
 //! encoding), exactly like Icecast, so every player reads plain MP3 bytes.
 
+pub mod front;
 mod icy;
 mod status;
 
@@ -17,16 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode, Version};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::broadcast::{Hub, Listener, SubscribeError};
+use crate::broadcast::Hub;
 use crate::config::Config;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -34,6 +36,7 @@ type Body = BoxBody<Bytes, Infallible>;
 /// Kernel send buffer per socket (Linux doubles it). Small, so a stalled
 /// listener's backlog shows up as lag (and gets it dropped) within seconds
 /// instead of hiding megabytes in the kernel: 32 KiB is 2 s at 128 kbps.
+/// Room for the burst: it goes out in one go.
 const LISTENER_SNDBUF: usize = 32 * 1024;
 
 /// hyper's per-connection buffer (its minimum). Body chunks queue here
@@ -50,8 +53,19 @@ pub struct HttpState {
     pub status: StatusSource,
 }
 
+/// Binds `addr` with a listen backlog of `backlog` connections (a flash
+/// crowd waits in the kernel's queue rather than being refused).
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Accepts connections until `shutdown` turns true, then lets open
-/// connections finish (streams end when the broadcaster closes the feed).
+/// connections finish (streams end when the hub closes).
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
@@ -60,7 +74,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
             _ = crate::supervise::stopped(&mut shutdown) => break,
         };
         while conns.try_join_next().is_some() {}
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off, keep serving.
@@ -72,30 +86,8 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(LISTENER_SNDBUF);
         let state = state.clone();
-        let mut shutdown = shutdown.clone();
-        conns.spawn(async move {
-            // Notified when this connection's listener is too far behind.
-            let kick = Arc::new(Notify::new());
-            let svc_kick = kick.clone();
-            let svc = service_fn(move |req| {
-                let (state, kick) = (state.clone(), svc_kick.clone());
-                async move { Ok::<_, Infallible>(route(&state, kick, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(CONN_BUF)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = kick.notified() => {}
-                _ = crate::supervise::stopped(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
-                }
-            }
-        });
+        let shutdown = shutdown.clone();
+        conns.spawn(connection(stream, peer, state, shutdown));
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), async {
@@ -105,14 +97,47 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
     conns.abort_all();
 }
 
-async fn route(state: &HttpState, kick: Arc<Notify>, req: Request<Incoming>) -> Response<Body> {
+/// One connection: a listener for the shards, or hyper's.
+async fn connection(mut stream: tokio::net::TcpStream, peer: std::net::SocketAddr, state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>) {
+    let prefix = match front::read_head(&mut stream).await {
+        None => return,
+        Some(front::Route::Stream(req)) => return front::stream(&state, stream, peer, req).await,
+        Some(front::Route::Hyper(prefix)) => prefix,
+    };
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(front::HEAD_TIMEOUT)
+        .max_buf_size(CONN_BUF)
+        .serve_connection(TokioIo::new(front::Rewind::new(prefix, stream)), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = crate::supervise::stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        }
+    }
+}
+
+async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
     let response = match path {
-        "/stream.mp3" | "/stream" => return stream(state, kick, &req, head),
+        // A stream asked for on a connection that served something else
+        // first: once more, on a connection of its own.
+        "/stream.mp3" | "/stream" => Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, path)
+            .header(header::CONNECTION, "close")
+            .body(Empty::new().boxed())
+            .expect("valid response"),
         "/listen.m3u" => playlist_m3u(state, &req),
         "/listen.pls" => playlist_pls(state, &req),
         "/status" => match state.status.snapshot().await {
@@ -127,70 +152,6 @@ async fn route(state: &HttpState, kick: Arc<Notify>, req: Request<Incoming>) -> 
         return Response::from_parts(parts, Empty::new().boxed());
     }
     response
-}
-
-fn stream(state: &HttpState, kick: Arc<Notify>, req: &Request<Incoming>, head: bool) -> Response<Body> {
-    let cfg = &state.config;
-    let icy = req
-        .headers()
-        .get("icy-metadata")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "1");
-    let mut builder = Response::builder()
-        .status(StatusCode::OK)
-        .version(Version::HTTP_10)
-        .header(header::CONTENT_TYPE, "audio/mpeg")
-        .header(header::CACHE_CONTROL, "no-cache, no-store")
-        .header(header::PRAGMA, "no-cache")
-        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-        .header("icy-name", header_safe(&cfg.server.station_name))
-        .header("icy-br", cfg.stream.bitrate_kbps.to_string())
-        .header("icy-sr", cfg.stream.sample_rate.to_string())
-        .header("icy-pub", "0");
-    if icy {
-        builder = builder.header("icy-metaint", cfg.stream.icy_metaint.to_string());
-    }
-    if head {
-        return builder.body(Empty::new().boxed()).expect("valid response");
-    }
-    let listener = match state.hub.subscribe(cfg.server.max_listeners, kick) {
-        Ok(l) => l,
-        Err(SubscribeError::Full) => return text(StatusCode::SERVICE_UNAVAILABLE, "listener limit reached\n"),
-        Err(SubscribeError::Closed) => return text(StatusCode::SERVICE_UNAVAILABLE, "station is shutting down\n"),
-    };
-    let icy = icy.then(|| IcyWriter::new(cfg.stream.icy_metaint));
-    builder.body(listener_body(listener, icy)).expect("valid response")
-}
-
-/// The listener's byte stream: whole frames, or frames cut around ICY
-/// metadata blocks. Ends when the feed ends or the listener is kicked.
-fn listener_body(listener: Listener, icy: Option<IcyWriter>) -> Body {
-    struct State {
-        listener: Listener,
-        icy: Option<IcyWriter>,
-        pending: std::collections::VecDeque<Bytes>,
-        scratch: Vec<Bytes>,
-    }
-    let state = State { listener, icy, pending: Default::default(), scratch: Vec::new() };
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if let Some(chunk) = s.pending.pop_front() {
-                return Some((Ok(hyper::body::Frame::data(chunk)), s));
-            }
-            if s.listener.kicked() {
-                return None;
-            }
-            let frame = s.listener.next_frame().await?;
-            match &mut s.icy {
-                None => return Some((Ok(hyper::body::Frame::data(frame.data.clone())), s)),
-                Some(w) => {
-                    w.push(&frame, &mut s.scratch);
-                    s.pending.extend(s.scratch.drain(..));
-                }
-            }
-        }
-    });
-    StreamBody::new(stream).boxed()
 }
 
 /// The stream URL as the client reached us (its Host header).
@@ -218,7 +179,7 @@ fn playlist_pls(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
     with_type("audio/x-scpls", body)
 }
 
-fn header_safe(s: &str) -> String {
+pub(crate) fn header_safe(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).collect()
 }
 
