@@ -637,3 +637,37 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     }
     Ok(beatmatched + fell_back > 0)
 }
+
+/// `nonstop loadtest`: listeners (or connect/disconnect churn) against a stream.
+pub fn loadtest(options: &nonstop::loadtest::Options, churn: Option<usize>, json: bool) -> anyhow::Result<()> {
+    nonstop::raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match churn {
+            Some(cycles) => {
+                let report = nonstop::loadtest::churn(&options.url, cycles, 64, options.pid).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    let mib = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1} MiB"));
+                    println!(
+                        "churn           {} cycles, {} failed; server RSS {} before, {} after",
+                        report.cycles,
+                        report.failed,
+                        mib(report.server_rss_before_mib),
+                        mib(report.server_rss_after_mib)
+                    );
+                }
+            }
+            None => {
+                let report = nonstop::loadtest::run(options).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{report}");
+                }
+            }
+        }
+        anyhow::Ok(())
+    })
+}

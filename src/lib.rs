@@ -16,7 +16,8 @@
 //! Supporting: [`units`] (media time in samples), [`mp3`] (frame headers),
 //! [`cpu`] (CPU time and memory from /proc), [`synth`] (music with known
 //! tempo, beats and key for the demo library and tests, and the corpus of
-//! broken files for the fault tests).
+//! broken files for the fault tests), [`loadtest`] (many timed listeners
+//! against any stream server).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod config;
 pub mod cpu;
 pub mod encoder;
 pub mod http;
+pub mod loadtest;
 pub mod mixer;
 pub mod mp3;
 pub mod ordering;
@@ -37,3 +39,16 @@ pub mod supervise;
 pub mod synth;
 pub mod transition;
 pub mod units;
+
+/// Raises this process's open-files limit to the hard limit (every
+/// listener is a socket; distributions start processes at 1,024).
+/// Returns the limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+        }
+    }
+}

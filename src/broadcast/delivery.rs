@@ -24,8 +24,8 @@ use super::{Hub, Subscription};
 use crate::encoder::Frame;
 use crate::http::IcyWriter;
 
-/// Frames between flushes: 4 × 26 ms.
-const FLUSH_FRAMES: u64 = 4;
+/// Frames between flushes: 8 × 26 ms.
+const FLUSH_FRAMES: u64 = 8;
 /// Pieces queued per listener (and per write) at most: a flush's frames
 /// and their ICY blocks, with room to spare.
 const BATCH: usize = 16;

@@ -377,23 +377,31 @@ impl Worker {
         );
         self.record(&p, &next.track, &aired.shift_a(-(a_out as f64) / rate.0 as f64), r.alignment);
 
+        // A's part and B's head are in the render now: let them go before
+        // the render plays out (tens of seconds), keeping B from where its
+        // own audio takes over.
+        drop(p);
         // B is audible from the first frame of the render.
         let handover = seconds_to_frames(HANDOVER_S, rate).min(r.pcm.len() / 2);
+        let b_from = r.b_next_frame.saturating_sub(handover);
+        b.buf.drain(..(b_from * 2).min(b.buf.len()));
+        b.buf.shrink_to_fit();
+        b.at = b_from;
         let body = r.pcm.len() / 2 - handover;
         self.emit_slice(&r.pcm[..body * 2], &b.on_air)?;
         // Crossfade the render's tail into B's own audio at the same place.
-        let b_from = r.b_next_frame.saturating_sub(handover);
-        self.fill(&mut b, r.b_next_frame + 1);
+        self.fill(&mut b, r.b_next_frame - b_from + 1);
         let mut tail = r.pcm[body * 2..].to_vec();
+        drop(r.pcm);
         for i in 0..handover {
             let x = (i as f32 + 0.5) / handover as f32;
             for c in 0..2 {
-                let native = b.buf.get((b_from + i) * 2 + c).copied().unwrap_or(0.0) * b.gain;
+                let native = b.buf.get(i * 2 + c).copied().unwrap_or(0.0) * b.gain;
                 tail[i * 2 + c] = tail[i * 2 + c] * (1.0 - x) + native * x;
             }
         }
         self.emit(tail, b.on_air.clone())?;
-        b.buf.drain(..(r.b_next_frame * 2).min(b.buf.len()));
+        b.buf.drain(..((r.b_next_frame - b_from) * 2).min(b.buf.len()));
         // B streams from here: give back the room its head took.
         b.buf.shrink_to_fit();
         b.at = r.b_next_frame;
