@@ -53,6 +53,12 @@ fn parallel<T: Send>(files: &[PathBuf], f: impl Fn(&Path) -> T + Sync, report: i
     });
 }
 
+/// `x` to `decimals` places, for figures people read.
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
 fn summary_line(a: &Analysis) -> String {
     format!(
         "{:.1} BPM ({}/4, confidence {:.2}), {} ({}), {:.1} LUFS, {:.1} dBTP, energy {:.2}, cue {:.2}–{:.2} s, intro {} bars, outro {} bars, {:.1} s",
@@ -337,10 +343,10 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
     // As measured from the rendered audio (see `transition::align`).
     let alignment = r.alignment.map(|al| {
         serde_json::json!({
-            "median": (al.median_ms * 100.0).round() / 100.0,
-            "p95": (al.p95_ms * 100.0).round() / 100.0,
-            "on_beat": (al.on_beat * 1000.0).round() / 1000.0,
-            "corrected": (al.corrected_ms * 100.0).round() / 100.0,
+            "median": round_to(al.median_ms, 2),
+            "p95": round_to(al.p95_ms, 2),
+            "on_beat": round_to(al.on_beat, 3),
+            "corrected": round_to(al.corrected_ms, 2),
             "windows": al.windows,
         })
     });
@@ -356,15 +362,15 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
     let report = serde_json::json!({
         "mode": p.mode,
         "reason": p.reason,
-        "tempo_a": p.tempo_a,
-        "tempo_b": p.tempo_b,
-        "stretch_ratio": p.stretch_ratio,
+        "tempo_a": round_to(p.tempo_a, 2),
+        "tempo_b": round_to(p.tempo_b, 2),
+        "stretch_ratio": round_to(p.stretch_ratio, 4),
         "overlap_bars": p.overlap_bars,
-        "a_out_s": p.a_out_s,
-        "b_in_s": p.b_in_s,
+        "a_out_s": round_to(p.a_out_s, 3),
+        "b_in_s": round_to(p.b_in_s, 3),
         "alignment_ms": alignment,
         "out": out.display().to_string(),
-        "duration_s": duration_s,
+        "duration_s": round_to(duration_s, 2),
         "render_x_real_time": (duration_s / render_s.max(1e-9)).round(),
     });
     if json {

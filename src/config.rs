@@ -18,8 +18,9 @@ pub const BITRATES_KBPS: [u32; 13] = [32, 40, 48, 64, 80, 96, 112, 128, 160, 192
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// Not a `#[source]`: the message already says it, once.
+    #[error("cannot read the configuration file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {key} = {value}: {reason}")]
@@ -104,11 +105,15 @@ pub struct LibraryConfig {
     /// The library is rescanned this often even without file-system events
     /// (network mounts, a watcher that failed), minutes. Default: `5.0`.
     pub rescan_minutes: f64,
+    /// Tracks shorter than this are clips (jingles, samples, intros on
+    /// their own): analysed and listed, never scheduled as songs, seconds.
+    /// Default: `45.0`.
+    pub min_track_s: f64,
 }
 
 impl Default for LibraryConfig {
     fn default() -> Self {
-        LibraryConfig { max_track_minutes: 60.0, rescan_minutes: 5.0 }
+        LibraryConfig { max_track_minutes: 60.0, rescan_minutes: 5.0, min_track_s: 45.0 }
     }
 }
 
@@ -225,6 +230,32 @@ impl OrderingConfig {
     }
 }
 
+impl Config {
+    /// Checks that `ordering.plugin` names a plugin there is: a file in the
+    /// plugins folder, or a shipped plugin when the folder is still to be
+    /// created (it is, with the shipped plugins, at start).
+    pub fn check_plugin(&self) -> Result<(), ConfigError> {
+        let o = &self.ordering;
+        let shipped: Vec<&str> =
+            crate::ordering::SHIPPED_PLUGINS.iter().filter_map(|(f, _)| f.strip_suffix(".rhai")).collect();
+        if o.plugin_path().is_file() || (!o.plugins_dir.exists() && shipped.contains(&o.plugin.as_str())) {
+            return Ok(());
+        }
+        let mut there: Vec<String> = std::fs::read_dir(&o.plugins_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".rhai").map(str::to_string)).collect()
+            })
+            .unwrap_or_else(|_| shipped.iter().map(|s| s.to_string()).collect());
+        there.sort();
+        Err(ConfigError::Invalid {
+            path: self.source.clone(),
+            key: "ordering.plugin",
+            value: format!("{:?}", o.plugin),
+            reason: format!("there is no {} (plugins there: {})", o.plugin_path().display(), there.join(", ")),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MixerConfig {
@@ -283,7 +314,7 @@ impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            .map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
         Config::parse(&text, path)
     }
 
@@ -291,7 +322,8 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            // toml's message points at the line with a snippet: kept as is.
+            message: e.to_string().trim_end().to_string(),
         })?;
         config.source = path.to_owned();
         config.validate()?;
@@ -404,6 +436,12 @@ impl Config {
             "library.rescan_minutes",
             lib.rescan_minutes.to_string(),
             "must be between 0.1 and 1440 minutes",
+        )?;
+        check(
+            lib.min_track_s.is_finite() && (0.0..=600.0).contains(&lib.min_track_s),
+            "library.min_track_s",
+            lib.min_track_s.to_string(),
+            "must be between 0 and 600 seconds",
         )?;
         let o = &self.ordering;
         check(

@@ -260,9 +260,9 @@ async fn memory_slope(pid: u32, arrived: Arc<AtomicUsize>, until: Instant) -> Op
     let mut slopes = Vec::new();
     let mut last = (arrived.load(Ordering::Relaxed), process_usage(pid)?.1);
     while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let now = (arrived.load(Ordering::Relaxed), process_usage(pid)?.1);
-        if now.0 >= last.0 + 100 {
+        if now.0 >= last.0 + 50 {
             slopes.push((now.1 as f64 - last.1 as f64) / (now.0 - last.0) as f64);
             last = now;
         }
@@ -315,7 +315,7 @@ pub struct Report {
     pub server_rss_before_mib: Option<f64>,
     pub server_rss_after_mib: Option<f64>,
     /// The server's memory growth per arriving listener: the median over
-    /// half-second steps of the ramp of ΔRSS ÷ Δlisteners, so a transition's
+    /// the ramp's steps (a tenth of a second, 50 listeners or more) of ΔRSS ÷ Δlisteners, so a transition's
     /// buffers coming or going in one step do not count.
     pub server_rss_per_listener_kib: Option<f64>,
     /// The load generator's own CPU, percent of one core over the run.

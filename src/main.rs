@@ -40,10 +40,14 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Analyse the library into the catalogue, with progress and a summary.
-    Scan(ServeArgs),
+    Scan(CommonArgs),
     /// Render the transition from A to B as the station would (WAV), with a report.
     Mix {
+        /// The track playing (any audio file).
+        #[arg(value_name = "A")]
         a: PathBuf,
+        /// The track coming in.
+        #[arg(value_name = "B")]
         b: PathBuf,
         /// Output WAV file.
         #[arg(long, value_name = "FILE.wav")]
@@ -67,7 +71,7 @@ enum Command {
         #[arg(long, value_name = "FILE.csv")]
         memory_log: Option<PathBuf>,
         #[command(flatten)]
-        args: ServeArgs,
+        args: CommonArgs,
     },
     /// Work with track-ordering plugins.
     Plugin {
@@ -139,24 +143,31 @@ enum PluginAction {
     /// Compile a plugin and dry-run it against the catalogue: prints the
     /// first picks, or the error and its line (exit status 1).
     Check {
+        /// The plugin file (a Rhai script defining next_track).
         #[arg(value_name = "PLUGIN.rhai")]
         path: PathBuf,
         /// How many picks to make.
         #[arg(long, default_value_t = nonstop::ordering::DRY_RUN_PICKS)]
         picks: usize,
         #[command(flatten)]
-        args: ServeArgs,
+        args: CommonArgs,
     },
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
 struct ServeArgs {
-    /// Configuration file [default: config/nonstop.toml if it exists].
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:0 for any free port (overrides server.listen).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+struct CommonArgs {
+    /// Configuration file [default: config/nonstop.toml if it exists].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Data folder for the catalogue (overrides paths.data_dir).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -165,16 +176,13 @@ struct ServeArgs {
     library: Option<PathBuf>,
 }
 
-fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
     let default = PathBuf::from("config/nonstop.toml");
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None if default.exists() => Config::load(&default)?,
         None => Config::default(),
     };
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
     if let Some(data) = &args.data {
         config.paths.data_dir = data.clone();
     }
@@ -191,6 +199,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,symphonia=off".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Panics are contained where they happen (one file, one stage) and
     // reported there; the hook only logs one line instead of a backtrace.
@@ -220,17 +230,19 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Analyze { json, paths }) => return exit_if_none_ok(commands::analyze(&paths, json)?),
         Some(Command::Scan(args)) => return commands::scan(&load_config(&args)?),
         Some(Command::Mix { a, b, out, json, config }) => {
-            let args = ServeArgs { config, ..Default::default() };
+            let args = CommonArgs { config, ..Default::default() };
             return commands::mix(&load_config(&args)?, &a, &b, &out, json);
         }
         Some(Command::Render { minutes, out, memory_log, args }) => {
-            return commands::render(&load_config(&args)?, minutes, &out, memory_log.as_deref())
+            let config = load_config(&args)?;
+            config.check_plugin()?;
+            return commands::render(&config, minutes, &out, memory_log.as_deref());
         }
         Some(Command::Plugin { action: PluginAction::Check { path, picks, args } }) => {
             return exit_if_none_ok(commands::plugin_check(&load_config(&args)?, &path, picks)?)
         }
         Some(Command::EvalMix { dir, json, config }) => {
-            let args = ServeArgs { config, ..Default::default() };
+            let args = CommonArgs { config, ..Default::default() };
             return exit_if_none_ok(commands::eval_mix(&load_config(&args)?, &dir, json)?);
         }
         Some(Command::Loadtest { url, listeners, ramp, seconds, pid, kbps, churn, json }) => {
@@ -241,7 +253,11 @@ fn run() -> anyhow::Result<()> {
             return exit_if_none_ok(commands::eval(annotations.as_deref(), &paths, json)?)
         }
     };
-    let config = load_config(&args)?;
+    let mut config = load_config(&args.common)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    config.check_plugin()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config))
 }
@@ -267,9 +283,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = nonstop::http::bind(config.server.listen, config.server.accept_backlog)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let station = Station::start(config, listener).await?;
-    println!("listening on http://{}", station.local_addr());
-    println!("  stream:   http://{}/stream.mp3", station.local_addr());
-    println!("  status:   http://{}/status", station.local_addr());
+    let addr = station.local_addr();
+    if addr.ip().is_unspecified() {
+        // Every interface: say where players can reach it.
+        println!("listening on {addr} (every interface)");
+        println!("  on this machine:  http://127.0.0.1:{}/   stream: http://127.0.0.1:{}/stream.mp3", addr.port(), addr.port());
+        if let Some(ip) = outward_address() {
+            println!("  from elsewhere:   http://{ip}:{}/   stream: http://{ip}:{}/stream.mp3", addr.port(), addr.port());
+        }
+    } else {
+        println!("listening on http://{addr}");
+        println!("  stream:   http://{addr}/stream.mp3");
+        println!("  status:   http://{addr}/status");
+    }
     wait_for_signal().await;
     eprintln!("shutting down (press Ctrl-C again to exit at once)");
     // A second signal ends the process without waiting.
@@ -281,6 +307,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     station.shutdown().await;
     eprintln!("stopped");
     Ok(())
+}
+
+/// This machine's address on the network its default route leads to (a UDP
+/// "connection" only consults the routing table; nothing is sent).
+fn outward_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 async fn wait_for_signal() {

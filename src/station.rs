@@ -31,6 +31,10 @@ use crate::units::MP3_FRAME_SAMPLES;
 /// Nominal length of each synthesised demo track, seconds.
 pub const DEMO_TRACK_SECONDS: f64 = 150.0;
 
+/// In the data folder: the path of the last track the station took, so a
+/// restart continues the running order after it.
+pub const RESUME_FILE: &str = "resume";
+
 /// PCM block length: four MP3 frames, about 0.1 s.
 const PCM_BLOCK_FRAMES: usize = 4 * MP3_FRAME_SAMPLES as usize;
 
@@ -94,6 +98,7 @@ pub fn open_catalog(config: &Config) -> Result<(Arc<Catalog>, Vec<PathBuf>, Scan
         )
     })?;
     let catalog = Catalog::open(&config.paths.catalog_db())?;
+    catalog.set_min_track_s(config.library.min_track_s);
     let mut roots = vec![library];
     if has_demo {
         catalog.set_demo(demo.clone());
@@ -208,8 +213,14 @@ impl Station {
         }
         let seed = config.ordering.seed.unwrap_or_else(rand::random);
         let cfg = config.clone();
-        let scheduler = tokio::task::spawn_blocking(move || scheduler(&cfg, &playable, seed))
-            .await
+        let scheduler = tokio::task::spawn_blocking(move || {
+            let mut s = scheduler(&cfg, &playable, seed);
+            // Carry on where the running order was, or somewhere at random.
+            let mut random = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+            s.resume_from(cfg.paths.data_dir.join(RESUME_FILE), &mut random);
+            s
+        })
+        .await
             .map_err(|e| StationError::Thread(std::io::Error::other(e.to_string())))?;
         let scheduler = Arc::new(Mutex::new(scheduler));
         let stats = Pipeline::stats(&config);

@@ -106,8 +106,9 @@ print(f"  first byte p50 {r['ttfb_p50_ms']:.1f} ms, p99 {r['ttfb_p99_ms']:.1f} m
 print(f"  rate min {r['rate_min']:.4f}x, p1 {r['rate_p1']:.4f}x; longest pause p99 {r['longest_pause_p99_ms']:.0f} ms")
 print(f"  server CPU {r['server_cpu_pct']:.1f}% of a core ({r['server_cpu_pct_per_1k']:.2f}% per 1,000), "
       f"{r['server_idle_cpu_pct']:.1f}% before the listeners came: theirs {r['server_listener_cpu_pct_per_1k']:.2f}% per 1,000")
-print(f"  server "
-      f"RSS {r['server_rss_before_mib']:.1f} -> {r['server_rss_after_mib']:.1f} MiB ({r['server_rss_per_listener_kib']:.2f} KiB per listener)")
+per = r['server_rss_per_listener_kib']
+print(f"  server RSS {r['server_rss_before_mib']:.1f} -> {r['server_rss_after_mib']:.1f} MiB (least seen); "
+      + (f"{per:.2f} KiB per arriving listener" if per is not None else "too few steps for the growth per listener"))
 EOF
   sleep 5 # the listeners' sockets close
 }
@@ -121,7 +122,7 @@ for n in "${sizes[@]}"; do
   a=$(field "nonstop-$n" server_listener_cpu_pct_per_1k); b=$(field "icecast-$n" server_listener_cpu_pct_per_1k)
   ta=$(field "nonstop-$n" server_cpu_pct_per_1k); tb=$(field "icecast-$n" server_cpu_pct_per_1k)
   ra=$(field "nonstop-$n" server_rss_per_listener_kib); rb=$(field "icecast-$n" server_rss_per_listener_kib)
-  echo "=== $n listeners: CPU per listener nonstop/icecast $(python3 -c "print(f'{$a/$b:.2f}')") (whole process: $(python3 -c "print(f'{$ta/$tb:.2f}')")), memory per listener nonstop/icecast $(python3 -c "print(f'{$ra/max($rb,0.01):.2f}')")"
+  echo "=== $n listeners: CPU per listener nonstop/icecast $(python3 -c "print(f'{$a/$b:.2f}')") (whole process: $(python3 -c "print(f'{$ta/$tb:.2f}')")), memory per listener nonstop $ra KiB, icecast $rb KiB"
   check "$n: every listener connected to nonstop" "$(field "nonstop-$n" connected) == $n"
   check "$n: CPU per listener at most Icecast's ($a vs $b % per 1,000)" "$a <= $b"
   check "$n: no listener below 0.99x real time (min $(field "nonstop-$n" rate_min))" "$(field "nonstop-$n" below_0_99) == 0 and $(field "nonstop-$n" measured) == $n"

@@ -73,6 +73,8 @@ pub struct Counts {
     pub failed: u64,
     /// Waiting for analysis.
     pub pending: u64,
+    /// Analysed, but shorter than `library.min_track_s`: not scheduled.
+    pub short: u64,
 }
 
 pub struct Catalog {
@@ -80,6 +82,9 @@ pub struct Catalog {
     /// The demo library's folder, once there is one: its tracks play only
     /// while the library itself has nothing playable.
     demo: OnceLock<PathBuf>,
+    /// Tracks shorter than this (seconds) are clips, not songs: analysed
+    /// and kept, never scheduled (`library.min_track_s`).
+    min_track_s: OnceLock<f64>,
 }
 
 /// A path as the catalogue stores it: the file system's own bytes, so a
@@ -201,12 +206,20 @@ impl Catalog {
             ))
             .map_err(open_err)?;
         }
-        Ok(Catalog { conn: Mutex::new(conn), demo: OnceLock::new() })
+        Ok(Catalog { conn: Mutex::new(conn), demo: OnceLock::new(), min_track_s: OnceLock::new() })
     }
 
     /// Names the demo library's folder (see `playable`).
     pub fn set_demo(&self, dir: PathBuf) {
         let _ = self.demo.set(dir);
+    }
+
+    pub fn set_min_track_s(&self, seconds: f64) {
+        let _ = self.min_track_s.set(seconds);
+    }
+
+    fn min_track_s(&self) -> f64 {
+        self.min_track_s.get().copied().unwrap_or(0.0)
     }
 
     pub fn demo(&self) -> Option<&Path> {
@@ -223,8 +236,9 @@ impl Catalog {
     /// while the library has none.
     pub fn playable(&self) -> Result<Vec<Arc<Track>>, CatalogError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {TRACK_COLUMNS} FROM tracks WHERE status = 'ok' ORDER BY id"))?;
-        let rows = stmt.query_map([], |r| track_from_row(r).map(Arc::new))?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {TRACK_COLUMNS} FROM tracks WHERE status = 'ok' AND duration_s >= ?1 ORDER BY id"))?;
+        let rows = stmt.query_map([self.min_track_s()], |r| track_from_row(r).map(Arc::new))?;
         let all: Vec<Arc<Track>> = rows.collect::<Result<_, _>>()?;
         let Some(demo) = self.demo() else { return Ok(all) };
         let (demo_tracks, own): (Vec<_>, Vec<_>) = all.into_iter().partition(|t| t.path.starts_with(demo));
@@ -243,16 +257,18 @@ impl Catalog {
 
     pub fn counts(&self) -> Result<Counts, CatalogError> {
         let conn = self.conn();
-        let (tracks, playable, failed): (i64, i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'failed'), 0) FROM tracks",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        let (tracks, analysed, failed, short): (i64, i64, i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'failed'), 0),
+                    COALESCE(SUM(status = 'ok' AND duration_s < ?1), 0) FROM tracks",
+            [self.min_track_s()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         Ok(Counts {
             tracks: tracks as u64,
-            playable: playable as u64,
+            playable: (analysed - short) as u64,
             failed: failed as u64,
-            pending: (tracks - playable - failed) as u64,
+            pending: (tracks - analysed - failed) as u64,
+            short: short as u64,
         })
     }
 

@@ -111,6 +111,9 @@ pub struct Library {
     pub analysed: u64,
     pub pending: u64,
     pub failed: u64,
+    /// Analysed, but shorter than `library.min_track_s`: clips, not scheduled.
+    pub too_short: u64,
+    pub min_track_s: f64,
     pub analysis_version: i64,
     pub failed_files: Vec<FailedFile>,
 }
@@ -196,9 +199,11 @@ impl StatusSource {
             library: Library {
                 tracks: counts.tracks,
                 playable: counts.playable,
-                analysed: counts.playable,
+                analysed: counts.playable + counts.short,
                 pending: counts.pending,
                 failed: counts.failed,
+                too_short: counts.short,
+                min_track_s: self.config.library.min_track_s,
                 analysis_version: crate::analysis::ANALYSIS_VERSION,
                 failed_files,
             },

@@ -3,6 +3,7 @@
 //! the status snapshot share.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,9 @@ pub struct Scheduler {
     upcoming: VecDeque<Planned>,
     /// Tracks handed to the mixer, newest first.
     played: VecDeque<Arc<Track>>,
+    /// Where the path of each track taken is kept, so a restart resumes the
+    /// running order after it.
+    resume_file: Option<PathBuf>,
     last_taken: Option<Planned>,
     reloads: u64,
     errors: u64,
@@ -142,6 +146,17 @@ impl PickJob {
     }
 }
 
+/// Writes `path` to `file` (through a temporary file, so a kill leaves
+/// the old point or the new one). Best effort: a failure only costs the
+/// resume point.
+fn save_resume_point(file: &Path, path: &Path) {
+    let tmp = file.with_extension("tmp");
+    let written = std::fs::write(&tmp, crate::catalog::path_key(path)).and_then(|_| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        tracing::debug!("cannot keep the resume point in {}: {e}", file.display());
+    }
+}
+
 impl Scheduler {
     /// `plugin` is the configured plugin as loaded; if it failed, the tour
     /// plays until a working version is saved.
@@ -161,6 +176,7 @@ impl Scheduler {
             clock: Box::new(Clock::local_in),
             planner: None,
             generation: 0,
+            resume_file: None,
         };
         match plugin {
             Ok(p) => {
@@ -266,11 +282,36 @@ impl Scheduler {
             }
         }
         let p = self.upcoming.pop_front()?;
+        if let Some(file) = &self.resume_file {
+            save_resume_point(file, &p.track.path);
+        }
         self.played.push_front(p.track.clone());
         self.played.truncate(HISTORY);
         self.last_taken = Some(p.clone());
         self.wake_planner_or_refill();
         Some(p.track)
+    }
+
+    /// Continues the running order after the track whose path `file`
+    /// holds (the last one taken before a restart), or — on a first start,
+    /// or when that track is gone — after a track chosen at random, so that
+    /// no two starts open alike. Every track taken from now on is recorded
+    /// in `file`.
+    pub fn resume_from(&mut self, file: PathBuf, random: &mut impl rand::Rng) {
+        let saved = std::fs::read(&file).ok().map(|b| crate::catalog::path_from_key(b));
+        let tracks = self.library.tracks();
+        let last = saved
+            .and_then(|path| tracks.iter().find(|t| t.path == path).cloned())
+            .or_else(|| (!tracks.is_empty()).then(|| tracks[random.random_range(0..tracks.len())].clone()));
+        self.resume_file = Some(file);
+        if let Some(last) = last {
+            tracing::info!("the running order continues after {}", last.display());
+            self.played.clear();
+            self.played.push_front(last);
+            self.upcoming.clear();
+            self.generation += 1;
+            self.refill();
+        }
     }
 
     /// Removes one track (it failed on air).
