@@ -101,7 +101,8 @@ pub fn open_catalog(config: &Config) -> Result<(Arc<Catalog>, Vec<PathBuf>, Scan
     catalog.set_min_track_s(config.library.min_track_s);
     let mut roots = vec![library];
     if has_demo {
-        catalog.set_demo(demo.clone());
+        // Stored paths are canonical: so is the folder they are told apart by.
+        catalog.set_demo(demo.canonicalize().unwrap_or_else(|_| demo.clone()));
         roots.push(demo);
     }
     let refs: Vec<&std::path::Path> = roots.iter().map(|p| p.as_path()).collect();

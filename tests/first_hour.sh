@@ -103,12 +103,13 @@ if [ "$(jq_py "$s" "s['library']['playable'] == 3 and s['library']['too_short'] 
 else
   fail "own music not seen: $(jq_py "$s" "s['library']")"
 fi
+own_only="all(u['artist'] == 'Own Band' and 'Jingle' not in u['title'] for u in s['upcoming']) and len(s['upcoming']) > 0"
 for _ in $(seq 1 100); do
-  up=$(jq_py "$(status)" "','.join(u['title'] for u in s['upcoming'])")
-  [[ "$up" == *Song* ]] && ! [[ "$up" =~ Signal|Garden|Jingle ]] && break
+  [ "$(jq_py "$(status)" "$own_only")" = True ] && break
   sleep 0.2
 done
-if [[ "$up" == *Song* ]] && ! [[ "$up" == *Jingle* ]]; then pass "upcoming now from the own library: $up"; else fail "upcoming: $up"; fi
+up=$(jq_py "$(status)" "', '.join(u['title'] for u in s['upcoming'])")
+if [ "$(jq_py "$(status)" "$own_only")" = True ]; then pass "upcoming only from the own library, no clip: $up"; else fail "upcoming: $up"; fi
 stop || fail "second stop: exit status $?"
 
 # 5. Mistakes: one clear message each, exit status 1, no backtrace.

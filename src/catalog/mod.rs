@@ -255,12 +255,28 @@ impl Catalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The library's counts; the demo library's tracks are left out once
+    /// the library has a playable track of its own (they no longer play).
     pub fn counts(&self) -> Result<Counts, CatalogError> {
+        let all = self.counts_where("1", &[])?;
+        let Some(demo) = self.demo() else { return Ok(all) };
+        let mut prefix = path_key(demo);
+        prefix.push(b'/');
+        let own = self.counts_where("substr(path, 1, ?3) != ?2", &[&prefix, &(prefix.len() as i64)])?;
+        Ok(if own.playable > 0 { own } else { all })
+    }
+
+    fn counts_where(&self, filter: &str, extra: &[&dyn rusqlite::ToSql]) -> Result<Counts, CatalogError> {
         let conn = self.conn();
+        let min = self.min_track_s();
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&min];
+        args.extend_from_slice(extra);
         let (tracks, analysed, failed, short): (i64, i64, i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'failed'), 0),
-                    COALESCE(SUM(status = 'ok' AND duration_s < ?1), 0) FROM tracks",
-            [self.min_track_s()],
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'failed'), 0),
+                        COALESCE(SUM(status = 'ok' AND duration_s < ?1), 0) FROM tracks WHERE {filter}"
+            ),
+            args.as_slice(),
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         Ok(Counts {

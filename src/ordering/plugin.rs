@@ -370,8 +370,13 @@ fn build_engine(
     let h = host.clone();
     e.register_fn("tour_next", move |a: Dynamic| -> RhaiResult<INT> {
         let host = h.lock().unwrap_or_else(|p| p.into_inner());
-        let a = lookup(&host, &a, "tour_next")?;
-        Ok(host.library.tour_next(a.id).unwrap_or(a.id))
+        let id = id_arg(&a, "tour_next")?;
+        // A track no longer playable (removed, or the demo after one's own
+        // music arrived) continues from the start of the tour.
+        match host.library.tour_next(id).or_else(|| host.library.tour().first().copied()) {
+            Some(next) => Ok(next),
+            None => Err(format!("tour_next: no playable track with id {id}").into()),
+        }
     });
     let h = host.clone();
     e.register_fn("similar", move |a: Dynamic, k: INT| -> RhaiResult<Array> {
