@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks nonstop against real players from Debian: ffmpeg/ffprobe and mpg123.
-# Installs them with apt-get, starts the server built by `cargo test` on a
+# Installs them with apt-get, starts the server built by `cargo test --release` on a
 # fresh data folder (so the demo library is synthesised), and checks:
 #   - ffmpeg decodes a full minute of the stream with zero errors, while
 #     the active ordering plugin is replaced (hot reload) halfway;
@@ -26,8 +26,8 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
-bin=target/debug/nonstop
-[ -x "$bin" ] || cargo build --quiet
+bin=target/release/nonstop
+[ -x "$bin" ] || cargo build --release --quiet
 work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
@@ -55,7 +55,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 
 start || { echo "server did not start"; exit 1; }
 url="http://$addr/stream.mp3"
-echo "server on $addr (demo library: $(ls "$work/data/library" | wc -l) files)"
+echo "server on $addr (demo library: $(ls "$work/data/demo" | wc -l) files)"
 
 probe=$(ffprobe -v error -show_entries stream=codec_name,sample_rate,channels,bit_rate -of default=nw=1 -read_intervals "%+3" "$url" </dev/null || true)
 if grep -q codec_name=mp3 <<<"$probe" && grep -q sample_rate=44100 <<<"$probe" && grep -q channels=2 <<<"$probe" && grep -q bit_rate=128000 <<<"$probe"; then
@@ -123,6 +123,17 @@ if grep -q "8 files, 8 unchanged, 0 new or changed" "$work/err"; then
   pass "restart reused the catalogue (8 unchanged files, none decoded again)"
 else
   fail "restart rescanned: $(grep library: "$work/err")"
+fi
+
+# The load tool against the live station: a small crowd, every byte timed.
+if "$bin" loadtest --url "$url" --pid "$pid" --listeners 300 --ramp 300 --seconds 5 --json >"$work/load.json"; then
+  if python3 -c "
+import json,sys; r=json.load(open(sys.argv[1]))
+assert r['connected'] == 300 and r['dropped'] == 0 and r['below_0_99'] == 0, r
+print(f\"     300 listeners: first byte p99 {r['ttfb_p99_ms']:.1f} ms, rate min {r['rate_min']:.4f}x, server {r['server_cpu_pct']:.1f}% of a core\")
+" "$work/load.json"; then pass "nonstop loadtest: 300 listeners connected, none below 0.99x real time"; else fail "loadtest: $(cat "$work/load.json")"; fi
+else
+  fail "nonstop loadtest failed to run"
 fi
 
 kill -TERM "$pid"; wait "$pid" || true; pid=""
