@@ -75,6 +75,40 @@ async fn playlists_head_and_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_status_counts() {
+    let t = start_station(|_| {}, |_| {}).await;
+    let mut listener = get(t.addr, "/stream.mp3", &[]).await;
+    let _ = listener.chunk(Duration::from_secs(10)).await;
+    wait_status(t.addr, Duration::from_secs(10), |s| s["listeners"]["count"] == 1).await;
+    let accept = ("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5");
+    let mut m = get(t.addr, "/metrics", &[("Connection", "close"), accept]).await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap_or_default().starts_with("application/openmetrics-text"));
+    let body = String::from_utf8(m.read_to_end(Duration::from_secs(5)).await).unwrap();
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("nonstop_listeners"), 1.0);
+    assert_eq!(value("nonstop_listeners_connected_total"), 1.0);
+    assert!(value("nonstop_frames_sent_total") > 0.0);
+    assert!((value("nonstop_queue_capacity_seconds{queue=\"pcm\"}") - 2.0).abs() < 0.1, "{body}");
+    assert_eq!(value("nonstop_component_up{component=\"mixer\"}"), 1.0);
+    assert!(body.contains("nonstop_transition_fallbacks_total{reason=\"misaligned\"}"), "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    // Without OpenMetrics in Accept: the classic text format.
+    let mut m = get(t.addr, "/metrics", &[("Connection", "close")]).await;
+    assert!(m.header("content-type").unwrap_or_default().starts_with("text/plain; version=0.0.4"));
+    let body = String::from_utf8(m.read_to_end(Duration::from_secs(5)).await).unwrap();
+    assert!(body.contains("# TYPE nonstop_underruns_total counter\n") && !body.contains("# EOF"), "{body}");
+    drop(listener);
+    t.station.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_listeners_is_enforced() {
     let t = start_station(|_| {}, |c| c.server.max_listeners = 2).await;
     let a = get(t.addr, "/stream.mp3", &[]).await;

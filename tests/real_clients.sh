@@ -7,18 +7,19 @@
 #   - ffprobe sees MP3, 44.1 kHz, stereo, 128 kbps;
 #   - mpg123 plays it and shows the ICY StreamTitle;
 #   - RSS stays flat while streaming (printed);
-#   - a restart reuses the catalogue; SIGTERM shuts down cleanly.
+#   - a restart reuses the catalogue; SIGTERM shuts down cleanly;
+#   - promtool accepts /metrics; `nonstop loadtest` with 300 listeners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in ffmpeg ffprobe mpg123 curl python3; do
+for tool in ffmpeg ffprobe mpg123 curl python3 promtool; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if ((${#need[@]})); then
   pkgs=()
   for tool in "${need[@]}"; do
-    case "$tool" in ffprobe) pkgs+=(ffmpeg) ;; *) pkgs+=("$tool") ;; esac
+    case "$tool" in ffprobe) pkgs+=(ffmpeg) ;; promtool) pkgs+=(prometheus) ;; *) pkgs+=("$tool") ;; esac
   done
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "installing ${pkgs[*]} with apt-get"
@@ -123,6 +124,13 @@ if grep -q "8 files, 8 unchanged, 0 new or changed" "$work/err"; then
   pass "restart reused the catalogue (8 unchanged files, none decoded again)"
 else
   fail "restart rescanned: $(grep library: "$work/err")"
+fi
+
+# Prometheus's own checker on the scrape.
+if curl -sf "http://$addr/metrics" | promtool check metrics >"$work/promtool.out" 2>&1; then
+  pass "promtool check metrics: /metrics is valid ($(curl -sf "http://$addr/metrics" | grep -c '^nonstop_') samples)"
+else
+  fail "promtool: $(head -5 "$work/promtool.out")"
 fi
 
 # The load tool against the live station: a small crowd, every byte timed.

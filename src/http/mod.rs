@@ -1,7 +1,7 @@
 //! HTTP front. Every connection's request head is read by [`front`]: a
 //! `GET /stream.mp3` (with ICY metadata on request) becomes a listener,
 //! served by the hub's delivery shards; everything else — `/listen.m3u`,
-//! `/listen.pls`, `/status` (JSON), the player page at `/` — is served by
+//! `/listen.pls`, `/status` (JSON), `/metrics` (Prometheus), the player page at `/` — is served by
 //! hyper 1 over HTTP/1.x, one tokio task per connection.
 //!
 //! The stream response is sent as HTTP/1.0, close-delimited (no chunked
@@ -9,6 +9,7 @@
 
 pub mod front;
 mod icy;
+mod metrics;
 mod status;
 
 pub use icy::{metadata_block, IcyWriter};
@@ -144,6 +145,15 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
             Ok(s) => json(&s),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
         },
+        "/metrics" => {
+            let text = metrics::render(&state.status.stats, &state.hub, state.config.stream.bitrate_kbps);
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if accept.contains("application/openmetrics-text") {
+                with_type("application/openmetrics-text; version=1.0.0; charset=utf-8", text)
+            } else {
+                with_type("text/plain; version=0.0.4; charset=utf-8", metrics::classic(&text))
+            }
+        }
         "/" | "/index.html" => html(&player_page(&state.config.server.station_name)),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
