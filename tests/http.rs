@@ -109,6 +109,35 @@ async fn metrics_count_what_status_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_push_what_is_on_air_and_a_tick() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start_station(|_| {}, |_| {}).await;
+    wait_status(t.addr, Duration::from_secs(10), |s| !s["now_playing"].is_null()).await;
+    let mut c = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    c.write_all(b"GET /events HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(text.contains("event: now_playing") && text.contains("event: tick")) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, c.read(&mut buf)).await.expect("events in time").unwrap();
+        assert!(n > 0, "the event stream ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("content-type: text/event-stream"), "{text}");
+    let now: serde_json::Value = text
+        .split("event: now_playing\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .unwrap();
+    // The tone library's titles (a 9 s track may have ended since).
+    assert!(["Low", "Mid", "High"].contains(&now["track"]["title"].as_str().unwrap_or("")), "{text}");
+    assert!(now["started_at_s"].as_f64().is_some(), "{text}");
+    t.station.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_listeners_is_enforced() {
     let t = start_station(|_| {}, |c| c.server.max_listeners = 2).await;
     let a = get(t.addr, "/stream.mp3", &[]).await;

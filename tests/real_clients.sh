@@ -134,7 +134,7 @@ else
 fi
 
 # The load tool against the live station: a small crowd, every byte timed.
-if "$bin" loadtest --url "$url" --pid "$pid" --listeners 300 --ramp 300 --seconds 5 --json >"$work/load.json"; then
+if "$bin" loadtest --url "http://$addr/stream.mp3" --pid "$pid" --listeners 300 --ramp 300 --seconds 5 --json >"$work/load.json"; then
   if python3 -c "
 import json,sys; r=json.load(open(sys.argv[1]))
 assert r['connected'] == 300 and r['dropped'] == 0 and r['below_0_99'] == 0, r

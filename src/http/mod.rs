@@ -1,12 +1,14 @@
 //! HTTP front. Every connection's request head is read by [`front`]: a
 //! `GET /stream.mp3` (with ICY metadata on request) becomes a listener,
 //! served by the hub's delivery shards; everything else — `/listen.m3u`,
-//! `/listen.pls`, `/status` (JSON), `/metrics` (Prometheus), the player page at `/` — is served by
+//! `/listen.pls`, `/status` (JSON), `/metrics` (Prometheus), `/events`
+//! (Server-Sent Events), the player page at `/` — is served by
 //! hyper 1 over HTTP/1.x, one tokio task per connection.
 //!
 //! The stream response is sent as HTTP/1.0, close-delimited (no chunked
 //! encoding), exactly like Icecast, so every player reads plain MP3 bytes.
 
+mod events;
 pub mod front;
 mod icy;
 mod metrics;
@@ -124,7 +126,7 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: std::net::SocketAdd
     }
 }
 
-async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
@@ -145,6 +147,12 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
             Ok(s) => json(&s),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
         },
+        "/events" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .header("X-Accel-Buffering", "no")
+            .body(events::body(state.clone()))
+            .expect("valid response"),
         "/metrics" => {
             let text = metrics::render(&state.status.stats, &state.hub, state.config.stream.bitrate_kbps);
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -227,19 +235,30 @@ fn player_page(station: &str) -> String {
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto">
 <h1>{name}</h1>
-<p id="now">…</p>
+<p id="now" aria-live="polite">…</p>
 <audio controls preload="none" src="/stream.mp3"></audio>
+<p id="last"></p>
+<p id="listeners"></p>
 <p><a href="/listen.m3u">listen.m3u</a> · <a href="/listen.pls">listen.pls</a> · <a href="/status">status</a></p>
 <script>
-async function poll() {{
-  try {{
-    const s = await (await fetch('/status')).json();
-    const n = s.now_playing;
-    document.getElementById('now').textContent = n ? (n.artist ? n.artist + ' - ' : '') + n.title : 'silence';
-  }} catch (e) {{}}
-  setTimeout(poll, 5000);
-}}
-poll();
+// Live from /events: the title changes when the new track becomes audible.
+const events = new EventSource('/events');
+const text = (id, t) => {{ document.getElementById(id).textContent = t; }};
+events.addEventListener('now_playing', e => {{
+  const n = JSON.parse(e.data);
+  const t = n.track;
+  text('now', n.note ? n.note : t ? (t.artist ? t.artist + ' - ' : '') + t.title : 'silence');
+}});
+events.addEventListener('transition', e => {{
+  const t = JSON.parse(e.data);
+  const how = t.mode === 'beatmatched' ? 'beatmatched' : 'crossfaded' + (t.reason ? ' (' + t.reason + ')' : '');
+  text('last', 'Last transition: ' + t.from + ' → ' + t.to + ', ' + how +
+    (t.alignment ? ', beats ' + t.alignment.median_ms.toFixed(1) + ' ms apart' : ''));
+}});
+events.addEventListener('tick', e => {{
+  const s = JSON.parse(e.data);
+  text('listeners', s.listeners + (s.listeners === 1 ? ' listener' : ' listeners'));
+}});
 </script></body></html>
 "#
     )
