@@ -677,3 +677,44 @@ pub fn loadtest(options: &nonstop::loadtest::Options, churn: Option<usize>, json
         anyhow::Ok(())
     })
 }
+
+/// `nonstop ctl`: one admin request to a running station, with the token
+/// from the configuration (or `NONSTOP_ADMIN_TOKEN`); prints the answer.
+pub fn ctl(config: &Config, url: Option<&str>, method: &str, path: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let token = config.server.admin_token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!("no admin token: set server.admin_token in the configuration or NONSTOP_ADMIN_TOKEN")
+    })?;
+    let authority = match url {
+        Some(u) => {
+            let uri: http::Uri = u.parse().map_err(|e| anyhow::anyhow!("bad URL {u}: {e}"))?;
+            uri.authority().map(|a| a.to_string()).ok_or_else(|| anyhow::anyhow!("URL without a host: {u}"))?
+        }
+        None => {
+            let mut addr = config.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        }
+    };
+    let mut stream = std::net::TcpStream::connect(&authority)
+        .map_err(|e| anyhow::anyhow!("cannot reach the station at {authority}: {e}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n")?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let body_at = match response.parse(&reply) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => anyhow::bail!("{authority} did not answer with HTTP"),
+    };
+    let code = response.code.unwrap_or(0);
+    let body = String::from_utf8_lossy(&reply[body_at..]);
+    if !(200..300).contains(&code) {
+        anyhow::bail!("{method} {path}: HTTP {code}: {}", body.trim());
+    }
+    println!("{}", body.trim_end());
+    Ok(())
+}

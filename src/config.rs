@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// Connections the kernel queues before they are accepted (a flash
     /// crowd waits instead of being refused). Default: `4096`.
     pub accept_backlog: u32,
+    /// The bearer token of the admin endpoints (`/admin/...`); unset, they
+    /// are disabled. The environment variable `NONSTOP_ADMIN_TOKEN`
+    /// overrides it. Default: unset.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +68,7 @@ impl Default for ServerConfig {
             station_name: "nonstop".into(),
             max_listeners: 1000,
             accept_backlog: 4096,
+            admin_token: None,
         }
     }
 }

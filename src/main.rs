@@ -120,6 +120,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Control a running station through its admin API (needs server.admin_token).
+    Ctl {
+        #[command(subcommand)]
+        action: CtlAction,
+        /// The station [default: from the config's server.listen].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[command(flatten)]
+        args: CommonArgs,
+    },
     /// Score the analysis against annotations: beat and downbeat F-measure,
     /// tempo Acc1/Acc2, key score, per file and on average.
     #[command(alias = "eval-beats")]
@@ -136,6 +146,16 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum CtlAction {
+    /// Mix out of the current track early, on the beat.
+    Skip,
+    /// Sync the library now.
+    Rescan,
+    /// The full status, with the listeners table.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,6 +208,9 @@ fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
     }
     if let Some(library) = &args.library {
         config.paths.library_dir = Some(library.clone());
+    }
+    if let Ok(token) = std::env::var("NONSTOP_ADMIN_TOKEN") {
+        config.server.admin_token = Some(token);
     }
     config.validate()?;
     Ok(config)
@@ -244,6 +267,15 @@ fn run() -> anyhow::Result<()> {
         Some(Command::EvalMix { dir, json, config }) => {
             let args = CommonArgs { config, ..Default::default() };
             return exit_if_none_ok(commands::eval_mix(&load_config(&args)?, &dir, json)?);
+        }
+        Some(Command::Ctl { action, url, args }) => {
+            let config = load_config(&args)?;
+            let (method, path) = match action {
+                CtlAction::Skip => ("POST", "/admin/skip"),
+                CtlAction::Rescan => ("POST", "/admin/rescan"),
+                CtlAction::Status => ("GET", "/admin/status"),
+            };
+            return commands::ctl(&config, url.as_deref(), method, path);
         }
         Some(Command::Loadtest { url, listeners, ramp, seconds, pid, kbps, churn, json }) => {
             let options = nonstop::loadtest::Options { url, listeners, ramp_per_s: ramp, seconds, pid, kbps };

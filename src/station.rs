@@ -253,7 +253,8 @@ impl Station {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let status = StatusSource { config: config.clone(), stats, hub: hub.clone(), scheduler, catalog };
         let broadcaster = tokio::spawn(broadcast::run(hub.clone(), frames_rx, silence, shutdown_rx.clone()));
-        let state = Arc::new(HttpState { config, hub, status: status.clone() });
+        let rescan = Some(indexer.rescan_handle());
+        let state = Arc::new(HttpState { config, hub, status: status.clone(), rescan });
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         Ok(Station {
             addr,

@@ -90,6 +90,8 @@ pub struct Stats {
     pub components: Components,
     /// Test switches for injected failures.
     pub faults: Faults,
+    /// An admin asked to mix out of the current track early (on the beat).
+    pub skip: std::sync::atomic::AtomicBool,
 }
 
 impl Stats {
@@ -120,6 +122,7 @@ impl Stats {
             fallbacks: Mutex::new(Default::default()),
             components: Components::default(),
             faults: Faults::default(),
+            skip: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -187,3 +187,55 @@ async fn shutdown_closes_listeners_cleanly() {
     frames(&rest[rest.iter().position(|&b| b == 0xFF).unwrap_or(0)..]);
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_are_closed_without_a_token() {
+    let t = start_station(|_| {}, |_| {}).await;
+    assert_eq!(get(t.addr, "/admin/status", &[]).await.status, 403);
+    let auth = ("Authorization", "Bearer anything");
+    assert_eq!(request(t.addr, "POST", "/admin/skip", &[auth, ("Content-Length", "0")], None).await.status, 403);
+    t.station.shutdown().await;
+}
+
+/// Two 100-second beat tracks (the 9-second tones are clips here): a skip
+/// mixes out of the first long before its end, and the admin routes want
+/// the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_skip_mixes_out_early_behind_the_token() {
+    use nonstop::synth::{render as synth, TrackSpec};
+    let prepare = |library: &std::path::Path| {
+        for (i, bpm) in [120.0, 122.0].into_iter().enumerate() {
+            let spec = TrackSpec { title: format!("Long {i}"), bpm, seconds: 100.0, seed: i as u64, ..nonstop::synth::demo_specs(100.0)[0].clone() };
+            let pcm = synth(&spec, nonstop::units::SampleRate::CD);
+            let settings = nonstop::encoder::LameSettings { sample_rate: 44_100, bitrate_kbps: 128, quality: 7 };
+            let tags = nonstop::encoder::FileTags { title: &spec.title, artist: &format!("Artist {i}"), album: "test" };
+            std::fs::write(library.join(format!("long{i}.mp3")), nonstop::encoder::encode_file(settings, tags, &pcm).unwrap()).unwrap();
+        }
+    };
+    let t = start_station(prepare, |c| {
+        c.library.min_track_s = 30.0;
+        c.mixer.overlap_bars = 4;
+        c.server.admin_token = Some("s3cret".into());
+    })
+    .await;
+    let s = status(t.addr).await;
+    assert_eq!(s["library"]["too_short"], 3, "{s}");
+    let started = s["now_playing"]["started_at_s"].as_f64().unwrap();
+
+    assert_eq!(get(t.addr, "/admin/status", &[]).await.status, 401);
+    assert_eq!(get(t.addr, "/admin/status", &[("Authorization", "Bearer wrong")]).await.status, 401);
+    let auth = ("Authorization", "Bearer s3cret");
+    let mut full = get(t.addr, "/admin/status", &[auth, ("Connection", "close")]).await;
+    assert_eq!(full.status, 200);
+    assert!(full.header("access-control-allow-origin").is_none(), "no CORS on admin routes");
+    let body: serde_json::Value = serde_json::from_slice(&full.read_to_end(Duration::from_secs(5)).await).unwrap();
+    assert!(body["listeners"].is_array() && body["status"]["now_playing"].is_object(), "{body}");
+
+    let skip = request(t.addr, "POST", "/admin/skip", &[auth, ("Content-Length", "0")], None).await;
+    assert_eq!(skip.status, 202);
+    // Without the skip the first track would play to about 90 s.
+    let s = wait_status(t.addr, Duration::from_secs(60), |s| s["mixer"]["recent_transitions"].as_array().is_some_and(|a| !a.is_empty())).await;
+    let at = s["mixer"]["recent_transitions"][0]["at_s"].as_f64().expect("a transition after the skip");
+    assert!(at - started < 50.0, "mixed out {:.1} s into the track: {s}", at - started);
+    t.station.shutdown().await;
+}

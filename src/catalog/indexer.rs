@@ -49,6 +49,11 @@ pub struct Indexer {
 }
 
 impl Indexer {
+    /// A handle that asks for a rescan (the admin API's `rescan`).
+    pub fn rescan_handle(&self) -> Sender<()> {
+        self.wake.clone()
+    }
+
     /// Starts indexing; `on_change` runs after each sync that changed
     /// something and during and after analysis runs.
     pub fn spawn(

@@ -8,6 +8,7 @@
 //! The stream response is sent as HTTP/1.0, close-delimited (no chunked
 //! encoding), exactly like Icecast, so every player reads plain MP3 bytes.
 
+mod admin;
 mod events;
 pub mod front;
 mod icy;
@@ -54,6 +55,8 @@ pub struct HttpState {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub status: StatusSource,
+    /// Asks the indexer for a rescan (the admin API).
+    pub rescan: Option<crossbeam_channel::Sender<()>>,
 }
 
 /// Binds `addr` with a listen backlog of `backlog` connections (a flash
@@ -128,6 +131,9 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: std::net::SocketAdd
 
 async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
+    if path.starts_with("/admin/") {
+        return admin::route(state, &req).await;
+    }
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");

@@ -217,9 +217,19 @@ impl Worker {
                 }
                 continue;
             };
+            if self.stats.skip.swap(false, Ordering::Relaxed) {
+                // An admin's skip: plan (again) with A cut short.
+                let cut = self.skip_cut(&p);
+                p.next = match p.next.take() {
+                    Some(n) => Some(Next { plan: self.plan_pair(&p, &cut, &n.analysis), ..n }),
+                    None => self.plan_next(&p, &cut),
+                };
+                tracing::info!("skip: mixing out of {} at {:.1} s", p.track.display(), p.next.as_ref().map_or(0.0, |n| n.plan.a_out_s));
+            }
             let plan_from = seconds_to_frames(p.mix_out_estimate_s - PLAN_AHEAD_S, self.settings.rate);
             if p.next.is_none() && p.at >= plan_from {
-                p.next = self.plan_next(&p);
+                let a = p.analysis.clone();
+                p.next = self.plan_next(&p, &a);
             }
             let mix_out = match &p.next {
                 Some(n) => seconds_to_frames(n.plan.a_out_s, self.settings.rate),
@@ -304,8 +314,37 @@ impl Worker {
         }
     }
 
-    /// Takes the next pick and plans the hand-over from `p`.
-    fn plan_next(&mut self, p: &Playing) -> Option<Next> {
+    /// `p`'s analysis with its cue-out brought forward for a skip: to the
+    /// end of an overlap that starts at the next phrase boundary after the
+    /// mixer's position (the plan rounds its start to 8-bar phrases, so 8
+    /// bars of room guarantee one), or unchanged when the end is nearer.
+    fn skip_cut(&self, p: &Playing) -> Analysis {
+        let now_s = p.at as f64 / self.settings.rate.0 as f64;
+        let mut a = p.analysis.clone();
+        let span = self.settings.transition.overlap_bars as usize + 8;
+        if let Some(&end) = a.downbeats.iter().filter(|d| **d >= now_s).nth(span) {
+            a.cue_out_s = a.cue_out_s.min(end);
+        } else if a.downbeats.is_empty() {
+            // No bars to count: a crossfade from a few seconds on.
+            a.cue_out_s = a.cue_out_s.min(now_s + 2.0 * self.settings.transition.crossfade_s);
+        }
+        a
+    }
+
+    /// The hand-over from `p` (analysed as `a`) to a track analysed as `b`;
+    /// a crossfade from now if the planned mix-out has already passed.
+    fn plan_pair(&self, p: &Playing, a: &Analysis, b: &Analysis) -> Plan {
+        let s = &self.settings.transition;
+        let plan = transition::plan(a, b, s);
+        let now_s = p.at as f64 / self.settings.rate.0 as f64;
+        if plan.a_out_s < now_s {
+            return Plan::crossfade_now(now_s, a, b, s, Fallback::Late, "mix-out point already passed".into());
+        }
+        plan
+    }
+
+    /// Takes the next pick and plans the hand-over from `p` (analysed as `a`).
+    fn plan_next(&mut self, p: &Playing, a: &Analysis) -> Option<Next> {
         for _ in 0..MAX_OPEN_ATTEMPTS {
             let track = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).take()?;
             self.on_hand.push(track.clone());
@@ -320,12 +359,7 @@ impl Worker {
                     continue;
                 }
             };
-            let s = &self.settings.transition;
-            let mut plan = transition::plan(&p.analysis, &analysis, s);
-            let now_s = p.at as f64 / self.settings.rate.0 as f64;
-            if plan.a_out_s < now_s {
-                plan = Plan::crossfade_now(now_s, &p.analysis, &analysis, s, Fallback::Late, "mix-out point already passed".into());
-            }
+            let plan = self.plan_pair(p, a, &analysis);
             return Some(Next { track, analysis, plan });
         }
         None
