@@ -38,6 +38,7 @@ pub struct Config {
     pub queues: QueuesConfig,
     pub mixer: MixerConfig,
     pub ordering: OrderingConfig,
+    pub outputs: OutputsConfig,
     /// Where this configuration came from, for error messages. Not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -98,6 +99,57 @@ impl PathsConfig {
     /// The demo library's folder (made only while the library holds no audio).
     pub fn demo(&self) -> PathBuf {
         self.data_dir.join("demo")
+    }
+}
+
+/// `[outputs]`: where else the station's stream goes.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsConfig {
+    /// `[[outputs.icecast]]`: Icecast servers the stream is pushed to, as
+    /// their source.
+    pub icecast: Vec<IcecastOutput>,
+}
+
+/// One Icecast server and mount to push the stream to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcecastOutput {
+    /// `http://host:port/mount`, e.g. `http://127.0.0.1:8100/live.mp3`.
+    pub url: String,
+    /// Source user. Default: `source`.
+    #[serde(default = "default_source_user")]
+    pub user: String,
+    pub password: String,
+    /// Shown by Icecast and directories; default: `server.station_name`.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub genre: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// List the stream in public directories. Default: `false`.
+    #[serde(default)]
+    pub public: bool,
+}
+
+fn default_source_user() -> String {
+    "source".into()
+}
+
+impl IcecastOutput {
+    /// Host and port, and the mount (the path), from `url`.
+    pub fn target(&self) -> Result<(String, String), String> {
+        let uri: http::Uri = self.url.parse().map_err(|e| format!("{e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err("must be an http:// URL".into());
+        }
+        let host = uri.host().ok_or("has no host")?;
+        let mount = uri.path();
+        if mount.len() < 2 {
+            return Err("has no mount (e.g. http://host:8000/live.mp3)".into());
+        }
+        Ok((format!("{host}:{}", uri.port_u16().unwrap_or(8000)), mount.to_string()))
     }
 }
 
@@ -448,6 +500,11 @@ impl Config {
             lib.min_track_s.to_string(),
             "must be between 0 and 600 seconds",
         )?;
+        for out in &self.outputs.icecast {
+            if let Err(reason) = out.target() {
+                check(false, "outputs.icecast.url", out.url.clone(), &reason)?;
+            }
+        }
         let o = &self.ordering;
         check(
             !o.plugin.is_empty() && o.plugin.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),

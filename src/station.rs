@@ -253,6 +253,22 @@ impl Station {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let status = StatusSource { config: config.clone(), stats, hub: hub.clone(), scheduler, catalog };
         let broadcaster = tokio::spawn(broadcast::run(hub.clone(), frames_rx, silence, shutdown_rx.clone()));
+        // Icecast servers fed as their source, each on its own.
+        let info = broadcast::icecast::StreamInfo {
+            station_name: config.server.station_name.clone(),
+            bitrate_kbps: config.stream.bitrate_kbps,
+            sample_rate: config.stream.sample_rate,
+        };
+        let outputs: Vec<tokio::task::JoinHandle<()>> = config
+            .outputs
+            .icecast
+            .iter()
+            .map(|out| {
+                let state = broadcast::icecast::OutputState::new(&out.url);
+                status.stats.outputs.lock().unwrap_or_else(|p| p.into_inner()).push(state.clone());
+                tokio::spawn(broadcast::icecast::run(hub.clone(), out.clone(), info.clone(), state, shutdown_rx.clone()))
+            })
+            .collect();
         let rescan = Some(indexer.rescan_handle());
         let state = Arc::new(HttpState { config, hub, status: status.clone(), rescan });
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
@@ -260,7 +276,7 @@ impl Station {
             addr,
             shutdown,
             pipeline: Some(pipeline),
-            tasks: [broadcaster, server].into_iter().chain(delivery).collect(),
+            tasks: [broadcaster, server].into_iter().chain(delivery).chain(outputs).collect(),
             indexer: Some(indexer),
             _plugins: plugins,
             scan,

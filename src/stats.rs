@@ -92,6 +92,8 @@ pub struct Stats {
     pub faults: Faults,
     /// An admin asked to mix out of the current track early (on the beat).
     pub skip: std::sync::atomic::AtomicBool,
+    /// The outputs beyond the station's own listeners (Icecast servers).
+    pub outputs: Mutex<Vec<Arc<crate::broadcast::icecast::OutputState>>>,
 }
 
 impl Stats {
@@ -123,6 +125,7 @@ impl Stats {
             components: Components::default(),
             faults: Faults::default(),
             skip: std::sync::atomic::AtomicBool::new(false),
+            outputs: Mutex::new(Vec::new()),
         }
     }
 

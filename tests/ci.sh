@@ -10,3 +10,4 @@ cd "$(dirname "$0")/.."
 cargo test --release
 bash tests/real_clients.sh
 bash tests/first_hour.sh
+bash tests/icecast.sh

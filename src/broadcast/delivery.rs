@@ -154,20 +154,11 @@ enum Gone {
     Closed,
 }
 
-/// The frames from `from` to the newest, cloned out of the log (one
-/// reference count each, whatever the number of listeners).
-fn frames_from(hub: &Hub, from: u64) -> (Vec<Arc<Frame>>, u64) {
-    let log = hub.log.read().unwrap_or_else(|p| p.into_inner());
-    let first = from.max(log.first);
-    let skip = (first - log.first) as usize;
-    (log.frames.iter().skip(skip).cloned().collect(), first)
-}
-
 /// Writes to each of `conns` what it can take, and drops those that are
 /// gone or too far behind.
 fn flush(hub: &Hub, conns: &mut Vec<Conn>, head: u64) {
     let Some(from) = conns.iter().map(|c| c.next_seq).min() else { return };
-    let (frames, first) = frames_from(hub, from);
+    let (frames, first) = hub.frames_since(from);
     let max_lag = hub.max_lag_frames;
     conns.retain_mut(|c| {
         // Write, then queue more and write again while the socket takes

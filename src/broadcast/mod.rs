@@ -17,6 +17,7 @@
 //! bytes falls behind on its own and is dropped past `max_lag_s`.
 
 mod delivery;
+pub mod icecast;
 
 pub use delivery::{Conn, ListenerInfo};
 
@@ -195,6 +196,16 @@ impl Hub {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The frames from `from` (or the oldest kept, if later) to the
+    /// newest, cloned out of the log — one reference count each — and the
+    /// sequence number of the first.
+    pub(crate) fn frames_since(&self, from: u64) -> (Vec<Arc<Frame>>, u64) {
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        let first = from.max(log.first);
+        let skip = (first - log.first) as usize;
+        (log.frames.iter().skip(skip).cloned().collect(), first)
     }
 
     pub(crate) fn head(&self) -> watch::Receiver<u64> {

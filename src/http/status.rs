@@ -29,6 +29,8 @@ pub struct Status {
     pub queues: Queues,
     pub broadcast: BroadcastStatus,
     pub listeners: Listeners,
+    /// Icecast servers the stream is pushed to.
+    pub outputs: Vec<crate::broadcast::icecast::OutputReport>,
     pub library: Library,
     pub mixer: MixerStatus,
     pub ordering: crate::ordering::OrderingStatus,
@@ -196,6 +198,7 @@ impl StatusSource {
                 dropped_slow: s.listeners_dropped.load(Ordering::Relaxed),
                 refused_full: s.listeners_refused.load(Ordering::Relaxed),
             },
+            outputs: s.outputs.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|o| o.report()).collect(),
             library: Library {
                 tracks: counts.tracks,
                 playable: counts.playable,
