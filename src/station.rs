@@ -270,13 +270,15 @@ impl Station {
             })
             .collect();
         let rescan = Some(indexer.rescan_handle());
-        let state = Arc::new(HttpState { config, hub, status: status.clone(), rescan });
+        let hls = broadcast::hls::Hls::new();
+        let segmenter = tokio::spawn(broadcast::hls::run(hub.clone(), hls.clone(), shutdown_rx.clone()));
+        let state = Arc::new(HttpState { config, hub, status: status.clone(), rescan, hls });
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         Ok(Station {
             addr,
             shutdown,
             pipeline: Some(pipeline),
-            tasks: [broadcaster, server].into_iter().chain(delivery).chain(outputs).collect(),
+            tasks: [broadcaster, server, segmenter].into_iter().chain(delivery).chain(outputs).collect(),
             indexer: Some(indexer),
             _plugins: plugins,
             scan,

@@ -126,6 +126,33 @@ else
   fail "restart rescanned: $(grep library: "$work/err")"
 fi
 
+# HLS: ffmpeg plays 30 s from the playlist with no error; the playlist holds
+# together (durations within the target, the media sequence moving on,
+# program dates on the station's clock).
+ffmpeg -nostdin -v error -i "http://$addr/hls/live.m3u8" -t 30 -f null - 2>"$work/hls.err" || true
+[ ! -s "$work/hls.err" ] && pass "ffmpeg decoded 30 s of /hls/live.m3u8 with zero errors" || fail "HLS: $(head -3 "$work/hls.err")"
+m1=$(curl -sf "http://$addr/hls/live.m3u8"); sleep 3; m2=$(curl -sf "http://$addr/hls/live.m3u8")
+if python3 - "$m1" "$m2" <<'PY'
+import sys, datetime
+def parse(m):
+    lines = m.splitlines()
+    assert lines[0] == "#EXTM3U", m
+    target = int(next(l for l in lines if l.startswith("#EXT-X-TARGETDURATION:")).split(":")[1])
+    seq = int(next(l for l in lines if l.startswith("#EXT-X-MEDIA-SEQUENCE:")).split(":")[1])
+    durs = [float(l[8:].rstrip(",")) for l in lines if l.startswith("#EXTINF:")]
+    pdts = [datetime.datetime.fromisoformat(l.split(":", 1)[1].replace("Z", "+00:00")) for l in lines if l.startswith("#EXT-X-PROGRAM-DATE-TIME:")]
+    assert durs and all(d <= target for d in durs), (target, durs)
+    for a, b, d in zip(pdts, pdts[1:], durs):
+        assert abs((b - a).total_seconds() - d) < 0.05, (a, b, d)
+    return seq, pdts[-1] + datetime.timedelta(seconds=durs[-1])
+s1, _ = parse(sys.argv[1]); s2, end = parse(sys.argv[2])
+assert s2 > s1, (s1, s2)
+lag = (datetime.datetime.now(datetime.timezone.utc) - end).total_seconds()
+assert -0.2 <= lag <= 2.5, lag
+print(f"     media sequence {s1} -> {s2} in 3 s; newest segment ended {lag:.2f} s ago by its program date")
+PY
+then pass "HLS playlist: segments within the target duration, sequence moving on, program dates consecutive and on the clock"; else fail "HLS playlist: $m2"; fi
+
 # Prometheus's own checker on the scrape.
 if curl -sf "http://$addr/metrics" | promtool check metrics >"$work/promtool.out" 2>&1; then
   pass "promtool check metrics: /metrics is valid ($(curl -sf "http://$addr/metrics" | grep -c '^nonstop_') samples)"

@@ -17,6 +17,7 @@
 //! bytes falls behind on its own and is dropped past `max_lag_s`.
 
 mod delivery;
+pub mod hls;
 pub mod icecast;
 
 pub use delivery::{Conn, ListenerInfo};

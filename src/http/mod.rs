@@ -57,6 +57,7 @@ pub struct HttpState {
     pub status: StatusSource,
     /// Asks the indexer for a rescan (the admin API).
     pub rescan: Option<crossbeam_channel::Sender<()>>,
+    pub hls: Arc<crate::broadcast::hls::Hls>,
 }
 
 /// Binds `addr` with a listen backlog of `backlog` connections (a flash
@@ -152,6 +153,24 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<Body>
         "/status" => match state.status.snapshot().await {
             Ok(s) => json(&s),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+        },
+        "/hls/live.m3u8" => match state.hls.playlist() {
+            Some(m) => {
+                let mut r = with_type("application/vnd.apple.mpegurl", m);
+                r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=1"));
+                r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+                r
+            }
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "the first segment is not ready yet\n"),
+        },
+        p if p.starts_with("/hls/") => match p["/hls/".len()..].strip_suffix(".mp3").and_then(|n| n.parse().ok()).and_then(|n| state.hls.segment(n)) {
+            Some(data) => Response::builder()
+                .header(header::CONTENT_TYPE, "audio/mpeg")
+                .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+                .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+                .body(Full::new(data).boxed())
+                .expect("valid response"),
+            None => text(StatusCode::NOT_FOUND, "no such segment (gone, or not made yet)\n"),
         },
         "/events" => Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
