@@ -78,7 +78,23 @@ pub fn analyze(paths: &[PathBuf], json: bool) -> anyhow::Result<bool> {
         let line = match (&result, json) {
             (Ok(a), true) => {
                 let mut v = serde_json::to_value(a).expect("analysis serialises");
-                v.as_object_mut().expect("an object").insert("path".into(), path.display().to_string().into());
+                let o = v.as_object_mut().expect("an object");
+                // Figures people read, to the precision they carry.
+                for (key, decimals) in [
+                    ("bpm", 3),
+                    ("beat_confidence", 3),
+                    ("energy", 3),
+                    ("loudness_lufs", 2),
+                    ("true_peak_dbtp", 2),
+                    ("duration_s", 3),
+                    ("cue_in_s", 3),
+                    ("cue_out_s", 3),
+                ] {
+                    if let Some(x) = o.get(key).and_then(|x| x.as_f64()) {
+                        o.insert(key.into(), round_to(x, decimals).into());
+                    }
+                }
+                o.insert("path".into(), path.display().to_string().into());
                 serde_json::to_string(&v).expect("json")
             }
             (Ok(a), false) => format!("{}: {}", path.display(), summary_line(a)),
