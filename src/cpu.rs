@@ -2,36 +2,41 @@
 //! figures of benchmarks and `nonstop render`: CPU seconds, not wall
 //! seconds, so a busy machine does not skew them.
 
-fn stat_seconds(path: &str) -> f64 {
+/// User + system CPU seconds from a `/proc/.../stat` file; `None` if unreadable.
+fn stat_seconds(path: &str) -> Option<f64> {
     // Fields 14 and 15 of stat (after the parenthesised name): user and
     // system time in clock ticks (100 per second on Linux).
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    let stat = std::fs::read_to_string(path).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// CPU seconds used by the calling thread.
 pub fn thread_seconds() -> f64 {
-    stat_seconds("/proc/thread-self/stat")
+    stat_seconds("/proc/thread-self/stat").unwrap_or(0.0)
 }
 
 /// CPU seconds used by the whole process, all threads.
 pub fn process_seconds() -> f64 {
-    stat_seconds("/proc/self/stat")
+    stat_seconds("/proc/self/stat").unwrap_or(0.0)
 }
 
-/// A `VmXXX:` line of /proc/self/status in bytes; 0 where unknown.
+/// A `VmXXX:` line of a `/proc/.../status` file in bytes.
+fn status_bytes(path: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    let kb = status.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(kb * 1024)
+}
+
 fn status_kb(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    status_bytes("/proc/self/status", key).unwrap_or(0)
+}
+
+/// CPU seconds and resident bytes of another process (`nonstop loadtest
+/// --pid`); `None` when it cannot be read.
+pub fn usage_of(pid: u32) -> Option<(f64, u64)> {
+    Some((stat_seconds(&format!("/proc/{pid}/stat"))?, status_bytes(&format!("/proc/{pid}/status"), "VmRSS:")?))
 }
 
 /// Resident memory of this process now, bytes.

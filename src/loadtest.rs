@@ -242,11 +242,11 @@ struct Usage {
 /// Watches `pid` until `until`, its memory twice a second.
 async fn sample(pid: u32, until: Instant) -> Option<Usage> {
     let t0 = Instant::now();
-    let (cpu0, mut rss_min) = process_usage(pid)?;
+    let (cpu0, mut rss_min) = crate::cpu::usage_of(pid)?;
     let mut cpu1 = cpu0;
     while Instant::now() + Duration::from_millis(500) <= until {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (cpu, rss) = process_usage(pid)?;
+        let (cpu, rss) = crate::cpu::usage_of(pid)?;
         rss_min = rss_min.min(rss);
         cpu1 = cpu;
     }
@@ -258,27 +258,16 @@ async fn sample(pid: u32, until: Instant) -> Option<Usage> {
 /// `Report::server_rss_per_listener_kib`); `None` with too few steps.
 async fn memory_slope(pid: u32, arrived: Arc<AtomicUsize>, until: Instant) -> Option<f64> {
     let mut slopes = Vec::new();
-    let mut last = (arrived.load(Ordering::Relaxed), process_usage(pid)?.1);
+    let mut last = (arrived.load(Ordering::Relaxed), crate::cpu::usage_of(pid)?.1);
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = (arrived.load(Ordering::Relaxed), process_usage(pid)?.1);
+        let now = (arrived.load(Ordering::Relaxed), crate::cpu::usage_of(pid)?.1);
         if now.0 >= last.0 + 50 {
             slopes.push((now.1 as f64 - last.1 as f64) / (now.0 - last.0) as f64);
             last = now;
         }
     }
     (slopes.len() >= 3).then(|| quantile(&sorted(slopes), 0.5))
-}
-
-/// CPU seconds (user + system) and resident bytes of a process.
-fn process_usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    let cpu = (ticks(11)? + ticks(12)?) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()?;
-    Some((cpu, rss * 1024))
 }
 
 /// The figures of one run.
