@@ -228,8 +228,7 @@ impl Worker {
             }
             let plan_from = seconds_to_frames(p.mix_out_estimate_s - PLAN_AHEAD_S, self.settings.rate);
             if p.next.is_none() && p.at >= plan_from {
-                let a = p.analysis.clone();
-                p.next = self.plan_next(&p, &a);
+                p.next = self.plan_next(&p, &p.analysis);
             }
             let mix_out = match &p.next {
                 Some(n) => seconds_to_frames(n.plan.a_out_s, self.settings.rate),
