@@ -13,24 +13,13 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-for tool in ffmpeg curl python3 git; do
-  command -v "$tool" >/dev/null || missing="${missing:-} $tool"
-done
-if [ -n "${missing:-}" ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing${missing} with apt-get"
-  $sudo apt-get update -qq
-  # shellcheck disable=SC2086
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
-fi
+source "$repo/tests/lib.sh"
+need ffmpeg curl python3 git
 
 scratch=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$scratch"; }
 trap cleanup EXIT
-failures=0
-pass() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
 
 # 1. Clone and build, as the README says (cargo build --release; the
 #    command is target/release/nonstop).

@@ -8,16 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-for tool in icecast2 ffmpeg python3 curl; do
-  command -v "$tool" >/dev/null || need+=("$tool")
-done
-if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing ${need[*]} with apt-get"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source tests/lib.sh
+need icecast2 ffmpeg python3 curl
 
 bin=target/release/nonstop
 [ -x "$bin" ] || cargo build --release --quiet
@@ -26,9 +18,6 @@ chmod 777 "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-failures=0
-pass() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
 py() { python3 -c "$1" "${@:2}"; }
 
 ice_port=$(py "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")

@@ -18,16 +18,8 @@ sizes=("${@:-1000}")
 ramp=${RAMP:-1000}
 seconds=${SECONDS_MEASURED:-30}
 
-need=()
-for tool in icecast2 ffmpeg python3 curl; do
-  command -v "$tool" >/dev/null || need+=("$tool")
-done
-if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing ${need[*]} with apt-get"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source tests/lib.sh
+need icecast2 ffmpeg python3 curl
 
 bin=target/release/nonstop
 [ -x "$bin" ] || cargo build --release --quiet
@@ -39,8 +31,7 @@ chmod 777 "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-failures=0
-check() { if python3 -c "import sys; sys.exit(0 if ($2) else 1)"; then echo "ok   - $1"; else echo "FAIL - $1"; failures=$((failures + 1)); fi; }
+check() { if python3 -c "import sys; sys.exit(0 if ($2) else 1)"; then pass "$1"; else fail "$1"; fi; }
 
 free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"; }
 # A stream never ends: wait for its status line, not its body.

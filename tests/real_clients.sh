@@ -12,20 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-for tool in ffmpeg ffprobe mpg123 curl python3 promtool; do
-  command -v "$tool" >/dev/null || need+=("$tool")
-done
-if ((${#need[@]})); then
-  pkgs=()
-  for tool in "${need[@]}"; do
-    case "$tool" in ffprobe) pkgs+=(ffmpeg) ;; promtool) pkgs+=(prometheus) ;; *) pkgs+=("$tool") ;; esac
-  done
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing ${pkgs[*]} with apt-get"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+source tests/lib.sh
+need ffmpeg ffprobe=ffmpeg mpg123 curl python3 promtool=prometheus
 
 bin=target/release/nonstop
 [ -x "$bin" ] || cargo build --release --quiet
@@ -33,9 +21,6 @@ work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-failures=0
-pass() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
 
 # Plugins in the work folder (written there by the server at first start),
 # so the hot-reload check does not touch the repository's plugins/.
