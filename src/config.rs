@@ -39,6 +39,7 @@ pub struct Config {
     pub mixer: MixerConfig,
     pub ordering: OrderingConfig,
     pub outputs: OutputsConfig,
+    pub requests: RequestsConfig,
     /// Where this configuration came from, for error messages. Not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -71,6 +72,26 @@ impl Default for ServerConfig {
             accept_backlog: 4096,
             admin_token: None,
         }
+    }
+}
+
+/// Song requests (`[requests]`): listeners pick a track from the library
+/// and it plays within the next few tracks, obeying the host rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsConfig {
+    /// Whether `POST /api/requests` is open to listeners (admins can always
+    /// queue requests). Default: `false`.
+    pub enabled: bool,
+    /// Seconds a listener (by address) waits between requests. Default: `300`.
+    pub cooldown_s: f64,
+    /// Requests waiting at once; more are refused. Default: `5`.
+    pub queue_limit: usize,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        RequestsConfig { enabled: false, cooldown_s: 300.0, queue_limit: 5 }
     }
 }
 
@@ -444,6 +465,19 @@ impl Config {
             "server.max_listeners",
             self.server.max_listeners.to_string(),
             "must be at least 1",
+        )?;
+        let r = &self.requests;
+        check(
+            r.cooldown_s.is_finite() && (0.0..=86_400.0).contains(&r.cooldown_s),
+            "requests.cooldown_s",
+            r.cooldown_s.to_string(),
+            "must be between 0 and 86400 seconds",
+        )?;
+        check(
+            (1..=crate::ordering::UPCOMING).contains(&r.queue_limit),
+            "requests.queue_limit",
+            r.queue_limit.to_string(),
+            &format!("must be between 1 and {} (the plan's length)", crate::ordering::UPCOMING),
         )?;
         check(
             self.queues.pcm_s.is_finite() && (0.5..=600.0).contains(&self.queues.pcm_s),

@@ -24,7 +24,7 @@ use crate::http::{self, HttpState, StatusSource};
 use crate::mixer::{self, MixerSettings};
 use crate::ordering::plugin::Plugin;
 use crate::ordering::tour::Library;
-use crate::ordering::{self, Planner, PluginWatcher, ReloadSettings, Scheduler};
+use crate::ordering::{self, Planner, PluginSwitch, PluginWatcher, ReloadSettings, Scheduler};
 use crate::stats::Stats;
 use crate::units::MP3_FRAME_SAMPLES;
 
@@ -226,7 +226,7 @@ impl Station {
         let scheduler = Arc::new(Mutex::new(scheduler));
         let stats = Pipeline::stats(&config);
         // Analysis runs in the background; analysed files join the schedule.
-        let (c, sched) = (catalog.clone(), scheduler.clone());
+        let (c, sched, st) = (catalog.clone(), scheduler.clone(), stats.clone());
         let indexer_settings = IndexerSettings {
             roots,
             workers: workers(),
@@ -238,9 +238,11 @@ impl Station {
                 Ok(tracks) => update_library(&sched, &tracks),
                 Err(e) => tracing::warn!("{e}"),
             }
+            st.library_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         })?;
         let reload = ReloadSettings { file: config.ordering.plugin_path(), limits: config.ordering.limits, seed };
-        let plugins = PluginWatcher::spawn(reload, scheduler.clone(), stats.components.plugins.clone())
+        let switch = PluginSwitch::new(reload, scheduler.clone());
+        let plugins = PluginWatcher::spawn(switch.clone(), stats.components.plugins.clone())
             .inspect_err(|e| {
                 tracing::warn!("cannot watch {}: {e}; plugin changes need a restart", config.ordering.plugins_dir.display())
             })
@@ -272,13 +274,26 @@ impl Station {
         let rescan = Some(indexer.rescan_handle());
         let hls = broadcast::hls::Hls::new();
         let segmenter = tokio::spawn(broadcast::hls::run(hub.clone(), hls.clone(), shutdown_rx.clone()));
-        let state = Arc::new(HttpState { config, hub, status: status.clone(), rescan, hls });
+        let published = http::status::first(&status).await?;
+        let history = http::status::History::default();
+        let publisher = tokio::spawn(http::status::publish(status.clone(), published.clone(), history.clone(), shutdown_rx.clone()));
+        let state = Arc::new(HttpState {
+            config,
+            hub,
+            status: status.clone(),
+            published: published.subscribe(),
+            history,
+            rescan,
+            plugins: Some(switch),
+            request_times: Default::default(),
+            hls,
+        });
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         Ok(Station {
             addr,
             shutdown,
             pipeline: Some(pipeline),
-            tasks: [broadcaster, server, segmenter].into_iter().chain(delivery).chain(outputs).collect(),
+            tasks: [broadcaster, server, segmenter, publisher].into_iter().chain(delivery).chain(outputs).collect(),
             indexer: Some(indexer),
             _plugins: plugins,
             scan,

@@ -92,6 +92,9 @@ pub struct Stats {
     pub faults: Faults,
     /// An admin asked to mix out of the current track early (on the beat).
     pub skip: std::sync::atomic::AtomicBool,
+    /// Bumped whenever the catalogue's playable set changed (the status
+    /// publisher then reads its counts again).
+    pub library_changes: AtomicU64,
     /// The outputs beyond the station's own listeners (Icecast servers).
     pub outputs: Mutex<Vec<Arc<crate::broadcast::icecast::OutputState>>>,
 }
@@ -125,6 +128,7 @@ impl Stats {
             components: Components::default(),
             faults: Faults::default(),
             skip: std::sync::atomic::AtomicBool::new(false),
+            library_changes: AtomicU64::new(0),
             outputs: Mutex::new(Vec::new()),
         }
     }

@@ -190,7 +190,7 @@ async fn shutdown_closes_listeners_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_are_closed_without_a_token() {
-    let t = start_station(|_| {}, |_| {}).await;
+    let t = start_station(|_| {}, |c| c.server.admin_token = None).await;
     assert_eq!(get(t.addr, "/admin/status", &[]).await.status, 403);
     let auth = ("Authorization", "Bearer anything");
     assert_eq!(request(t.addr, "POST", "/admin/skip", &[auth, ("Content-Length", "0")], None).await.status, 403);
@@ -215,27 +215,146 @@ async fn admin_skip_mixes_out_early_behind_the_token() {
     let t = start_station(prepare, |c| {
         c.library.min_track_s = 30.0;
         c.mixer.overlap_bars = 4;
-        c.server.admin_token = Some("s3cret".into());
     })
     .await;
-    let s = status(t.addr).await;
+    let s = public_status(t.addr).await;
     assert_eq!(s["library"]["too_short"], 3, "{s}");
-    let started = s["now_playing"]["started_at_s"].as_f64().unwrap();
 
     assert_eq!(get(t.addr, "/admin/status", &[]).await.status, 401);
     assert_eq!(get(t.addr, "/admin/status", &[("Authorization", "Bearer wrong")]).await.status, 401);
-    let auth = ("Authorization", "Bearer s3cret");
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = ("Authorization", bearer.as_str());
     let mut full = get(t.addr, "/admin/status", &[auth, ("Connection", "close")]).await;
     assert_eq!(full.status, 200);
     assert!(full.header("access-control-allow-origin").is_none(), "no CORS on admin routes");
     let body: serde_json::Value = serde_json::from_slice(&full.read_to_end(Duration::from_secs(5)).await).unwrap();
-    assert!(body["listeners"].is_array() && body["status"]["now_playing"].is_object(), "{body}");
+    assert!(body["connections"].is_array() && body["now_playing"].is_object(), "{body}");
 
+    // Ten seconds in (the mixer is queues ahead of the air), skip.
+    let s = wait_status(t.addr, Duration::from_secs(30), |s| s["broadcast"]["media_time_s"].as_f64().unwrap() > 10.0).await;
+    let skipped_at = s["broadcast"]["media_time_s"].as_f64().unwrap();
+    let ahead = s["queues"]["pcm"]["capacity_s"].as_f64().unwrap() + s["queues"]["frames"]["capacity_s"].as_f64().unwrap();
     let skip = request(t.addr, "POST", "/admin/skip", &[auth, ("Content-Length", "0")], None).await;
     assert_eq!(skip.status, 202);
     // Without the skip the first track would play to about 90 s.
-    let s = wait_status(t.addr, Duration::from_secs(60), |s| s["mixer"]["recent_transitions"].as_array().is_some_and(|a| !a.is_empty())).await;
-    let at = s["mixer"]["recent_transitions"][0]["at_s"].as_f64().expect("a transition after the skip");
-    assert!(at - started < 50.0, "mixed out {:.1} s into the track: {s}", at - started);
+    let cond = |s: &serde_json::Value| s["mixer"]["recent_transitions"].as_array().is_some_and(|a| !a.is_empty());
+    let s = loop {
+        let (_, body) = call(t.addr, "GET", "/admin/status", &[auth], "").await;
+        let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if cond(&s) || s["broadcast"]["media_time_s"].as_f64().unwrap() > skipped_at + 60.0 {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let tr = &s["mixer"]["recent_transitions"][0];
+    let at = tr["at_s"].as_f64().expect("a transition after the skip");
+    // On the next downbeat the mixer reaches: within the queues plus a bar
+    // (2 s at 120 BPM), and on the beat.
+    println!("skip at {skipped_at:.1} s (media), transition at {at:.1} s: {:.1} s later, queues {ahead:.1} s", at - skipped_at);
+    assert!(at - skipped_at <= ahead + 2.0 + 0.5, "transition {:.1} s after the skip: {tr}", at - skipped_at);
+    assert_eq!(tr["mode"], "beatmatched", "{tr}");
+    t.station.shutdown().await;
+}
+
+/// The public status holds no file path or error text; the admin one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_status_holds_no_paths() {
+    let t = start_station(|lib| std::fs::write(lib.join("broken.mp3"), vec![0x55u8; 20_000]).unwrap(), |_| {}).await;
+    let dir = t.dir.path().to_str().unwrap().to_string();
+    let mut c = get(t.addr, "/status", &[("Connection", "close")]).await;
+    let public = String::from_utf8(c.read_to_end(Duration::from_secs(5)).await).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&public).unwrap();
+    assert_eq!(s["library"]["failed"], 1, "{s}");
+    assert!(!public.contains(&dir) && !public.contains("broken.mp3"), "paths on the public status: {public}");
+    assert!(s["library"]["failed_files"].is_null() && s["outputs"].is_null());
+    let full = status(t.addr).await;
+    assert!(full["library"]["failed_files"][0]["path"].as_str().unwrap().ends_with("broken.mp3"), "{full}");
+    t.station.shutdown().await;
+}
+
+/// A listener searches, requests, and the track is planned within the next
+/// three; a second request inside the cooldown is refused; admins reorder
+/// and drop requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_planned_and_limited() {
+    let t = start_station(
+        |_| {},
+        |c| {
+            c.requests.enabled = true;
+            c.requests.cooldown_s = 600.0;
+        },
+    )
+    .await;
+    let (code, body) = call(t.addr, "GET", "/api/tracks?q=hig", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(found["tracks"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["tracks"][0]["title"], "High", "{found}");
+    // Request a track that is not on air.
+    let on_air = status(t.addr).await["now_playing"]["id"].as_i64().unwrap();
+    let (_, body) = call(t.addr, "GET", "/api/tracks?q=tones", &[], "").await;
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<i64> = all["tracks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{all}");
+    let high = *ids.iter().find(|id| **id != on_air).unwrap();
+    assert_eq!(call(t.addr, "GET", "/api/tracks?q=", &[], "").await.0, 400);
+    assert_eq!(call(t.addr, "POST", "/api/requests", &[], "{\"track_id\": 999999}").await.0, 404);
+    assert_eq!(call(t.addr, "POST", "/api/requests", &[], "not json").await.0, 400);
+
+    let (code, body) = call(t.addr, "POST", "/api/requests", &[], &format!("{{\"track_id\": {high}}}")).await;
+    assert_eq!(code, 201, "{body}");
+    let entry: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(entry["request"]["position"].as_u64().is_some_and(|p| p <= 2), "{entry}");
+    // The same client again, for another track: inside its cooldown.
+    let other = *ids.iter().find(|id| **id != high).unwrap();
+    let (code, body) = call(t.addr, "POST", "/api/requests", &[], &format!("{{\"track_id\": {other}}}")).await;
+    assert_eq!(code, 429, "{body}");
+
+    // Admins: a second request, reorder, list, drop.
+    let (code, body) = admin(t.addr, "POST", "/admin/requests", &format!("{{\"track_id\": {other}}}")).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = admin(t.addr, "POST", "/admin/requests/order", &format!("{{\"ids\": [{other}, {high}]}}")).await;
+    assert_eq!(code, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["requests"][0]["id"], other, "{listed}");
+    assert_eq!(admin(t.addr, "DELETE", &format!("/admin/requests/{other}"), "").await.0, 200);
+    assert_eq!(admin(t.addr, "DELETE", &format!("/admin/requests/{other}"), "").await.0, 404);
+
+    // The request plays within three tracks.
+    let first = status(t.addr).await["mixer"]["tracks_started"].as_u64().unwrap();
+    let s = wait_status(t.addr, Duration::from_secs(60), |s| {
+        (s["now_playing"]["id"] == high && s["ordering"]["requests_played"] == 1)
+            || s["mixer"]["tracks_started"].as_u64().unwrap() > first + 3
+    })
+    .await;
+    assert_eq!(s["now_playing"]["id"], high, "the request did not play within 3 tracks: {s}");
+    assert_eq!(s["ordering"]["requests_played"], 1, "{s}");
+    t.station.shutdown().await;
+}
+
+/// The admin switches the plugin: a good one after its dry run, a broken
+/// one refused with its line while the active one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_switches_the_plugin_after_a_dry_run() {
+    let t = start_station(|_| {}, |_| {}).await;
+    let (code, body) = admin(t.addr, "GET", "/admin/plugin", "").await;
+    assert_eq!(code, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(listed["available"].as_array().unwrap().iter().any(|p| p == "harmonic"), "{listed}");
+
+    let (code, body) = admin(t.addr, "POST", "/admin/plugin", "{\"name\": \"harmonic\"}").await;
+    assert_eq!(code, 200, "{body}");
+    wait_status(t.addr, Duration::from_secs(5), |s| s["ordering"]["plugin"] == "harmonic").await;
+
+    let plugins = t.dir.path().join("plugins");
+    std::fs::write(plugins.join("broken.rhai"), "fn pick(ctx) {\n  let x = ;\n}\n").unwrap();
+    let (code, body) = admin(t.addr, "POST", "/admin/plugin", "{\"name\": \"broken\"}").await;
+    assert_eq!(code, 422, "{body}");
+    let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refused["line"], 2, "{refused}");
+    assert_eq!(admin(t.addr, "POST", "/admin/plugin", "{\"name\": \"../etc\"}").await.0, 422);
+    assert_eq!(call(t.addr, "POST", "/admin/plugin", &[], "{\"name\": \"tour\"}").await.0, 401);
+    let s = status(t.addr).await;
+    assert_eq!(s["ordering"]["plugin"], "harmonic", "the active plugin stays: {s}");
     t.station.shutdown().await;
 }

@@ -62,6 +62,7 @@ pub fn test_config(data: &Path) -> Config {
     c.ordering.seed = Some(1);
     // The tone tracks are 9 s long.
     c.library.min_track_s = 0.0;
+    c.server.admin_token = Some(TOKEN.into());
     c.validate().unwrap();
     c
 }
@@ -195,8 +196,49 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str,
     Client { status, headers, stream, leftover: Vec::new() }
 }
 
-/// GETs `/status` and parses it.
+/// The admin token of the test configuration.
+pub const TOKEN: &str = "test-token";
+
+/// Sends one request with a body on its own connection; returns the
+/// status code and the body.
+pub async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// `call` as the admin, with the test token.
+pub async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    call(addr, method, path, &[("Authorization", &format!("Bearer {TOKEN}"))], body).await
+}
+
+/// The whole status: `/admin/status` with the test token, or the public
+/// `/status` where the admin API is off.
 pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    let (code, body) = admin(addr, "GET", "/admin/status", "").await;
+    if code == 403 {
+        return public_status(addr).await;
+    }
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// GETs the public `/status` and parses it.
+pub async fn public_status(addr: SocketAddr) -> serde_json::Value {
     let mut c = get(addr, "/status", &[("Connection", "close")]).await;
     assert_eq!(c.status, 200);
     let body = c.read_to_end(Duration::from_secs(10)).await;

@@ -5,10 +5,16 @@
 //!   becomes audible (the broadcaster's frame log), with its media time;
 //! - `transition` when a hand-over has been rendered, with its plan and
 //!   measured alignment;
-//! - `tick` once a second: listeners, queue depths, frames sent, underruns.
+//! - `upcoming` when the plan of next tracks changes (who picked each);
+//! - `requests` when the requests waiting change (a new one is announced);
+//! - `plugin` when the active plugin, its version or its error count changes;
+//! - `tick` once a second: listeners, queue depths, frames sent, underruns,
+//!   and the station clock — `media_time_s` on air at `unix_ms` — so a page
+//!   can map any media time to its own wall clock.
 //!
-//! Everything comes from the hub's frame log and the status atomics: an
-//! event stream never touches SQLite or the mixer's and scheduler's locks.
+//! Everything comes from the hub's frame log, the status atomics and the
+//! published status snapshot: an event stream never touches SQLite or the
+//! mixer's and scheduler's locks.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -36,7 +42,16 @@ struct Cursor {
     on_air: Option<(Option<i64>, u64)>,
     /// Transitions counted when the last `transition` was sent.
     transitions: u64,
+    /// The last `upcoming`, `requests` and `plugin` payloads sent.
+    upcoming: serde_json::Value,
+    requests: serde_json::Value,
+    plugin: serde_json::Value,
     polls: u32,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
 }
 
 fn event(name: &str, data: &serde_json::Value) -> Bytes {
@@ -71,6 +86,25 @@ impl Cursor {
                 out.extend_from_slice(&event("transition", &serde_json::to_value(&t).unwrap_or_default()));
             }
         }
+        let published = self.state.published();
+        let ordering = &published.status.ordering;
+        let changed = |last: &mut serde_json::Value, now: serde_json::Value| (*last != now).then(|| {
+            *last = now.clone();
+            now
+        });
+        let upcoming = serde_json::to_value(&ordering.upcoming).unwrap_or_default();
+        if let Some(v) = changed(&mut self.upcoming, upcoming) {
+            out.extend_from_slice(&event("upcoming", &json!({ "tracks": v })));
+        }
+        let requests = serde_json::to_value(&ordering.requests).unwrap_or_default();
+        if let Some(v) = changed(&mut self.requests, requests) {
+            out.extend_from_slice(&event("requests", &json!({ "requests": v, "played": ordering.requests_played })));
+        }
+        let plugin = json!({ "plugin": ordering.plugin, "version": ordering.version, "reloads": ordering.reloads,
+                             "errors": ordering.errors, "fallbacks": ordering.fallbacks });
+        if let Some(v) = changed(&mut self.plugin, plugin) {
+            out.extend_from_slice(&event("plugin", &v));
+        }
         if self.polls % TICK_EVERY == 0 {
             let frame_s = MP3_FRAME_SAMPLES as f64 / rate;
             let frames_sent = stats.frames_sent.load(Ordering::Relaxed);
@@ -79,6 +113,7 @@ impl Cursor {
                 &json!({
                     "listeners": self.state.hub.listener_count(),
                     "media_time_s": frames_sent as f64 * frame_s,
+                    "unix_ms": unix_ms(),
                     "pcm_queue_s": stats.pcm_queued.load(Ordering::Relaxed).max(0) as f64 / rate,
                     "frame_queue_s": stats.frames_queued.load(Ordering::Relaxed).max(0) as f64 * frame_s,
                     "frames_sent": frames_sent,
@@ -94,7 +129,15 @@ impl Cursor {
 /// The body of a `/events` response: runs until the client goes away or
 /// the station shuts down.
 pub fn body(state: Arc<HttpState>) -> Body {
-    let cursor = Cursor { state, on_air: None, transitions: u64::MAX, polls: 0 };
+    let cursor = Cursor {
+        state,
+        on_air: None,
+        transitions: u64::MAX,
+        upcoming: serde_json::Value::Null,
+        requests: serde_json::Value::Null,
+        plugin: serde_json::Value::Null,
+        polls: 0,
+    };
     // A comment first, so proxies and browsers see the stream open.
     let first = Bytes::from_static(b": nonstop events\nretry: 2000\n\n");
     let events = stream::unfold((cursor, Some(first)), |(mut cursor, pending)| async move {

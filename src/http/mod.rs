@@ -9,11 +9,13 @@
 //! encoding), exactly like Icecast, so every player reads plain MP3 bytes.
 
 mod admin;
+mod api;
 mod events;
 pub mod front;
 mod icy;
 mod metrics;
-mod status;
+mod pages;
+pub mod status;
 
 pub use icy::{metadata_block, IcyWriter};
 pub use status::{Status, StatusSource};
@@ -55,9 +57,24 @@ pub struct HttpState {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub status: StatusSource,
+    /// The latest status snapshot (see [`status`]).
+    pub published: watch::Receiver<Arc<status::Published>>,
+    /// The dashboard's plots.
+    pub history: status::History,
     /// Asks the indexer for a rescan (the admin API).
     pub rescan: Option<crossbeam_channel::Sender<()>>,
+    /// Switches the active plugin (the admin API).
+    pub plugins: Option<crate::ordering::PluginSwitch>,
+    /// When each client last had a request accepted (the cooldown).
+    pub request_times: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
     pub hls: Arc<crate::broadcast::hls::Hls>,
+}
+
+impl HttpState {
+    /// The latest published status.
+    pub fn published(&self) -> Arc<status::Published> {
+        self.published.borrow().clone()
+    }
 }
 
 /// Binds `addr` with a listen backlog of `backlog` connections (a flash
@@ -113,7 +130,7 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: std::net::SocketAdd
     };
     let svc = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(&state, req).await) }
+        async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -130,10 +147,13 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: std::net::SocketAdd
     }
 }
 
-async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<HttpState>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if path.starts_with("/admin/") {
-        return admin::route(state, &req).await;
+        return admin::route(state, req).await;
+    }
+    if path == "/api/requests" && req.method() == Method::POST {
+        return api::request(state, req, peer.ip()).await;
     }
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
@@ -150,10 +170,14 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<Body>
             .expect("valid response"),
         "/listen.m3u" => playlist_m3u(state, &req),
         "/listen.pls" => playlist_pls(state, &req),
-        "/status" => match state.status.snapshot().await {
-            Ok(s) => json(&s),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
-        },
+        "/status" => {
+            let mut r = json_bytes(state.published().public.clone());
+            r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+            r
+        }
+        "/api/tracks" => api::tracks(state, &req),
+        "/admin" => html(pages::ADMIN),
+        p if p.starts_with("/static/") => pages::asset(&p["/static/".len()..]).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n")),
         "/hls/live.m3u8" => match state.hls.playlist() {
             Some(m) => {
                 let mut r = with_type("application/vnd.apple.mpegurl", m);
@@ -187,7 +211,7 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<Body>
                 with_type("text/plain; version=0.0.4; charset=utf-8", metrics::classic(&text))
             }
         }
-        "/" | "/index.html" => html(&player_page(&state.config.server.station_name)),
+        "/" | "/index.html" => html(&pages::player(&state.config.server.station_name)),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     if head {
@@ -241,10 +265,23 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
-    let mut body = serde_json::to_string_pretty(value).expect("status serialises");
-    body.push('\n');
-    let mut r = with_type("application/json", body);
-    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+    let mut body = serde_json::to_vec_pretty(value).expect("serialisable");
+    body.push(b'\n');
+    json_bytes(Bytes::from(body))
+}
+
+fn json_bytes(body: Bytes) -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Full::new(body).boxed())
+        .expect("valid response")
+}
+
+/// `json` with a status code.
+fn json_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let mut r = json(value);
+    *r.status_mut() = status;
     r
 }
 
@@ -252,39 +289,16 @@ fn html(body: &str) -> Response<Body> {
     with_type("text/html; charset=utf-8", body.to_string())
 }
 
-fn player_page(station: &str) -> String {
-    let name: String = station.chars().filter(|c| !"<>&\"'".contains(*c)).collect();
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{name}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto">
-<h1>{name}</h1>
-<p id="now" aria-live="polite">…</p>
-<audio controls preload="none" src="/stream.mp3"></audio>
-<p id="last"></p>
-<p id="listeners"></p>
-<p><a href="/listen.m3u">listen.m3u</a> · <a href="/listen.pls">listen.pls</a> · <a href="/status">status</a></p>
-<script>
-// Live from /events: the title changes when the new track becomes audible.
-const events = new EventSource('/events');
-const text = (id, t) => {{ document.getElementById(id).textContent = t; }};
-events.addEventListener('now_playing', e => {{
-  const n = JSON.parse(e.data);
-  const t = n.track;
-  text('now', n.note ? n.note : t ? (t.artist ? t.artist + ' - ' : '') + t.title : 'silence');
-}});
-events.addEventListener('transition', e => {{
-  const t = JSON.parse(e.data);
-  const how = t.mode === 'beatmatched' ? 'beatmatched' : 'crossfaded' + (t.reason ? ' (' + t.reason + ')' : '');
-  text('last', 'Last transition: ' + t.from + ' → ' + t.to + ', ' + how +
-    (t.alignment ? ', beats ' + t.alignment.median_ms.toFixed(1) + ' ms apart' : ''));
-}});
-events.addEventListener('tick', e => {{
-  const s = JSON.parse(e.data);
-  text('listeners', s.listeners + (s.listeners === 1 ? ' listener' : ' listeners'));
-}});
-</script></body></html>
-"#
-    )
+/// Reads a small request body (a JSON object or nothing).
+async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
+    const LIMIT: usize = 16 * 1024;
+    let bytes = match http_body_util::Limited::new(req.into_body(), LIMIT).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(text(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body must be JSON of at most {LIMIT} bytes\n"))),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}\n")))
 }
+

@@ -1,10 +1,23 @@
 //! The `/status` document: one consistent-enough snapshot of every stage.
-//! Catalogue counts come from SQLite, read on a blocking thread.
+//!
+//! One publisher task builds it four times a second — the only reader of
+//! the scheduler's lock and of SQLite (catalogue counts, read when the
+//! library changed or every few seconds) on behalf of HTTP — and publishes
+//! it, serialised once, on a watch channel. `/status`, `/admin/status`,
+//! `/events` and the track search read the latest copy: a thousand clients
+//! cost the pipeline nothing.
+//!
+//! The public document is what a listener may see: file paths, error texts
+//! and the outputs' addresses are only in the admin one.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::broadcast::Hub;
 use crate::catalog::{Catalog, CatalogError, FailedFile, Track};
@@ -44,6 +57,8 @@ pub struct StationStatus {
     pub uptime_s: f64,
     pub bitrate_kbps: u32,
     pub sample_rate: u32,
+    /// Whether listeners may request tracks (`POST /api/requests`).
+    pub requests_open: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,7 +120,7 @@ pub struct Listeners {
     pub refused_full: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Library {
     pub tracks: u64,
     /// Analysed, playable tracks.
@@ -138,18 +153,45 @@ pub struct MixerStatus {
     pub last_error: Option<String>,
 }
 
+/// Failed files listed on the admin status (the count covers them all).
+const FAILED_LISTED: usize = 200;
+
 impl StatusSource {
-    pub async fn snapshot(&self) -> Result<Status, CatalogError> {
+    /// The library section: SQL, so on a blocking thread.
+    async fn library(&self) -> Result<Library, CatalogError> {
         let catalog = self.catalog.clone();
-        let (counts, failed_files) = tokio::task::spawn_blocking(move || Ok::<_, CatalogError>((catalog.counts()?, catalog.failed()?)))
+        let (counts, mut failed_files) = tokio::task::spawn_blocking(move || Ok::<_, CatalogError>((catalog.counts()?, catalog.failed()?)))
             .await
             .expect("catalogue read panicked")?;
+        failed_files.truncate(FAILED_LISTED);
+        Ok(Library {
+            tracks: counts.tracks,
+            playable: counts.playable,
+            analysed: counts.playable + counts.short,
+            pending: counts.pending,
+            failed: counts.failed,
+            too_short: counts.short,
+            min_track_s: self.config.library.min_track_s,
+            analysis_version: crate::analysis::ANALYSIS_VERSION,
+            failed_files,
+        })
+    }
+
+    /// The whole document, built now (`/status` serves the published copy).
+    pub async fn snapshot(&self) -> Result<Status, CatalogError> {
+        let library = self.library().await?;
+        Ok(self.build(library).0)
+    }
+
+    /// Everything but the library section, which is passed in; also the
+    /// scheduler's library, for searches.
+    fn build(&self, library: Library) -> (Status, Arc<crate::ordering::tour::Library>) {
         let s = &self.stats;
         let rate = s.rate.0 as f64;
         let frame_s = crate::units::MP3_FRAME_SAMPLES as f64 / rate;
-        let (upcoming, ordering) = {
+        let (upcoming, ordering, tracks) = {
             let sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-            (sched.upcoming().iter().map(|p| TrackSummary::from(&*p.track)).collect(), sched.status())
+            (sched.upcoming().iter().map(|p| TrackSummary::from(&*p.track)).collect(), sched.status(), sched.library())
         };
         let on_air = self.hub.on_air();
         let note = on_air.as_ref().and_then(|a| a.note);
@@ -164,12 +206,13 @@ impl StatusSource {
             })
         });
         let frames_sent = s.frames_sent.load(Ordering::Relaxed);
-        Ok(Status {
+        let status = Status {
             station: StationStatus {
                 name: self.config.server.station_name.clone(),
                 uptime_s: s.started.elapsed().as_secs_f64(),
                 bitrate_kbps: self.config.stream.bitrate_kbps,
                 sample_rate: self.config.stream.sample_rate,
+                requests_open: self.config.requests.enabled,
             },
             now_playing,
             upcoming,
@@ -199,17 +242,7 @@ impl StatusSource {
                 refused_full: s.listeners_refused.load(Ordering::Relaxed),
             },
             outputs: s.outputs.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|o| o.report()).collect(),
-            library: Library {
-                tracks: counts.tracks,
-                playable: counts.playable,
-                analysed: counts.playable + counts.short,
-                pending: counts.pending,
-                failed: counts.failed,
-                too_short: counts.short,
-                min_track_s: self.config.library.min_track_s,
-                analysis_version: crate::analysis::ANALYSIS_VERSION,
-                failed_files,
-            },
+            library,
             mixer: MixerStatus {
                 crossfade_s: self.config.mixer.crossfade_s,
                 overlap_bars: self.config.mixer.overlap_bars,
@@ -224,6 +257,135 @@ impl StatusSource {
             },
             ordering,
             components: s.components.report(),
-        })
+        };
+        (status, tracks)
+    }
+}
+
+/// The latest snapshot, serialised for each audience.
+pub struct Published {
+    pub status: Status,
+    /// `/status`: without paths, error texts and outputs.
+    pub public: Bytes,
+    /// `/admin/status`: everything.
+    pub admin: Bytes,
+    /// The playable tracks, for `/api/tracks` searches.
+    pub tracks: Arc<crate::ordering::tour::Library>,
+}
+
+/// Keys of the status a listener does not see: file paths, error texts,
+/// where the stream is pushed.
+const PRIVATE: [&[&str]; 5] = [
+    &["library", "failed_files"],
+    &["mixer", "last_error"],
+    &["ordering", "error"],
+    &["outputs"],
+    &["components", "*", "last_error"],
+];
+
+fn strip(value: &mut serde_json::Value, path: &[&str]) {
+    match path {
+        [] => {}
+        [last] => {
+            if let Some(o) = value.as_object_mut() {
+                o.remove(*last);
+            }
+        }
+        ["*", rest @ ..] => value.as_object_mut().into_iter().flat_map(|o| o.values_mut()).for_each(|v| strip(v, rest)),
+        [key, rest @ ..] => {
+            if let Some(v) = value.get_mut(*key) {
+                strip(v, rest)
+            }
+        }
+    }
+}
+
+fn serialise(value: &serde_json::Value) -> Bytes {
+    let mut body = serde_json::to_vec_pretty(value).expect("status serialises");
+    body.push(b'\n');
+    Bytes::from(body)
+}
+
+impl Published {
+    fn new(status: Status, tracks: Arc<crate::ordering::tour::Library>) -> Published {
+        let mut value = serde_json::to_value(&status).expect("status serialises");
+        let admin = serialise(&value);
+        for path in PRIVATE {
+            strip(&mut value, path);
+        }
+        Published { public: serialise(&value), admin, status, tracks }
+    }
+}
+
+/// How often the snapshot is rebuilt.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// The library section is read again at least this often (and whenever
+/// the library changed).
+const LIBRARY_EVERY: Duration = Duration::from_secs(5);
+/// Dashboard plots: one sample this often, for this long.
+pub const HISTORY_EVERY: Duration = Duration::from_secs(5);
+const HISTORY_KEPT: Duration = Duration::from_secs(6 * 3600);
+
+/// One point of the dashboard's plots.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    /// Unix time, seconds.
+    pub t: f64,
+    pub listeners: usize,
+    pub pcm_queue_s: f64,
+    pub frame_queue_s: f64,
+    pub underruns: u64,
+    pub drift_ms: f64,
+}
+
+pub type History = Arc<Mutex<VecDeque<Sample>>>;
+
+/// Builds the first snapshot (so `/status` answers from the start).
+pub async fn first(source: &StatusSource) -> Result<watch::Sender<Arc<Published>>, CatalogError> {
+    let library = source.library().await?;
+    let (status, tracks) = source.build(library);
+    Ok(watch::channel(Arc::new(Published::new(status, tracks))).0)
+}
+
+/// Rebuilds and publishes the snapshot until `shutdown`; keeps the plots'
+/// history.
+pub async fn publish(source: StatusSource, tx: watch::Sender<Arc<Published>>, history: History, mut shutdown: watch::Receiver<bool>) {
+    let mut library = tx.borrow().status.library.clone();
+    let mut library_read = (Instant::now(), source.stats.library_changes.load(Ordering::Relaxed));
+    let mut sampled = Instant::now() - HISTORY_EVERY;
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::supervise::stopped(&mut shutdown) => return,
+        }
+        let changes = source.stats.library_changes.load(Ordering::Relaxed);
+        if changes != library_read.1 || library_read.0.elapsed() >= LIBRARY_EVERY {
+            match source.library().await {
+                Ok(l) => library = l,
+                Err(e) => tracing::warn!("status: {e}"),
+            }
+            library_read = (Instant::now(), changes);
+        }
+        let (status, tracks) = source.build(library.clone());
+        if sampled.elapsed() >= HISTORY_EVERY {
+            sampled = Instant::now();
+            let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
+            if h.len() as u32 >= (HISTORY_KEPT.as_secs() / HISTORY_EVERY.as_secs()) as u32 {
+                h.pop_front();
+            }
+            h.push_back(Sample {
+                t: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
+                listeners: status.listeners.count,
+                pcm_queue_s: status.queues.pcm.depth_s,
+                frame_queue_s: status.queues.frames.depth_s,
+                underruns: status.broadcast.underruns,
+                drift_ms: status.broadcast.drift_ms,
+            });
+        }
+        // Serialising 20-odd kB twice: off the async threads' critical path.
+        let published = tokio::task::spawn_blocking(move || Published::new(status, tracks)).await.expect("serialising panicked");
+        tx.send_replace(Arc::new(published));
     }
 }

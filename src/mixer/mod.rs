@@ -313,19 +313,33 @@ impl Worker {
         }
     }
 
-    /// `p`'s analysis with its cue-out brought forward for a skip: to the
-    /// end of an overlap that starts at the next phrase boundary after the
-    /// mixer's position (the plan rounds its start to 8-bar phrases, so 8
-    /// bars of room guarantee one), or unchanged when the end is nearer.
+    /// `p`'s analysis arranged for a skip: the overlap starts at the next
+    /// downbeat after the mixer's position. The plan starts overlaps on
+    /// 8-bar phrases counted from the first downbeat it is given, as late as
+    /// A's bars allow, keeping half of A's bars before the overlap; so A is
+    /// given the downbeats from `pre` bars before that downbeat (a whole
+    /// number of phrases, at least the overlap) to `bars` after it, which
+    /// is where its cue-out goes. The longest overlap that fits (the
+    /// setting, else 8, else 4 bars) is used; with no bars to count, a
+    /// crossfade from a few seconds on.
     fn skip_cut(&self, p: &Playing) -> Analysis {
         let now_s = p.at as f64 / self.settings.rate.0 as f64;
         let mut a = p.analysis.clone();
-        let span = self.settings.transition.overlap_bars as usize + 8;
-        if let Some(&end) = a.downbeats.iter().filter(|d| **d >= now_s).nth(span) {
-            a.cue_out_s = a.cue_out_s.min(end);
-        } else if a.downbeats.is_empty() {
-            // No bars to count: a crossfade from a few seconds on.
-            a.cue_out_s = a.cue_out_s.min(now_s + 2.0 * self.settings.transition.crossfade_s);
+        let next = a.downbeats.iter().position(|d| *d >= now_s);
+        let setting = self.settings.transition.overlap_bars as usize;
+        let fit = next.and_then(|i| {
+            [setting, 8, 4].into_iter().filter(|&bars| bars >= 4 && bars <= setting).find_map(|bars| {
+                let phrase = if bars >= 8 { 8 } else { 4 };
+                let pre = bars.div_ceil(phrase) * phrase;
+                (i >= pre && i + bars < a.downbeats.len() && a.downbeats[i + bars] <= a.cue_out_s + 1e-3).then_some((i, pre, bars))
+            })
+        });
+        match fit {
+            Some((i, pre, bars)) => {
+                a.cue_out_s = a.downbeats[i + bars];
+                a.downbeats = a.downbeats[i - pre..=i + bars].to_vec();
+            }
+            None => a.cue_out_s = a.cue_out_s.min(now_s + 2.0 * self.settings.transition.crossfade_s),
         }
         a
     }

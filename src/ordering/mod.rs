@@ -31,9 +31,9 @@ mod watch;
 
 pub use pick::{dry_run, pick, tour_pick};
 pub use planner::Planner;
-pub use scheduler::{OrderingStatus, Planned, Scheduler};
+pub use scheduler::{OrderingStatus, Planned, RequestEntry, RequestError, Scheduler};
 pub use shipped::{ensure_plugins, SHIPPED_PLUGINS};
-pub use watch::{PluginWatcher, ReloadSettings};
+pub use watch::{PluginSwitch, PluginWatcher, ReloadSettings};
 
 /// How many picks ahead the scheduler plans.
 pub const UPCOMING: usize = 5;
@@ -45,4 +45,6 @@ pub(crate) const HISTORY: usize = 200;
 /// Label of picks made by the built-in tour walk.
 pub(crate) const BUILTIN: &str = "tour (built-in)";
 pub(crate) const FALLBACK: &str = "tour (fallback)";
+/// Label of requested tracks in the plan.
+pub(crate) const REQUESTED: &str = "request";
 

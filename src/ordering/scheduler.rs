@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::pick::{pick, tour_pick};
 use super::plugin::{Clock, Plugin, PluginError};
-use super::rules::Rules;
+use super::rules::{self, Rules};
 use super::tour::Library;
-use super::{BUILTIN, FALLBACK, HISTORY, UPCOMING};
+use super::{BUILTIN, FALLBACK, HISTORY, REQUESTED, UPCOMING};
 use crate::catalog::Track;
 
 /// Local time as shown on /status: RFC 3339 to the second.
@@ -75,7 +75,45 @@ pub struct OrderingStatus {
     pub fallbacks: u64,
     pub error: Option<ErrorReport>,
     pub upcoming: Vec<UpcomingEntry>,
+    /// Requests waiting to play, in order.
+    pub requests: Vec<RequestEntry>,
+    pub requests_played: u64,
     pub tour: TourStatus,
+}
+
+/// A listener's (or an admin's) request, waiting to be played.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub track: Arc<Track>,
+    /// Who asked: a client address, or `admin`.
+    pub from: String,
+    pub at: String,
+}
+
+/// A request as shown on /status, /events and /admin/requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestEntry {
+    pub id: i64,
+    pub title: String,
+    pub artist: String,
+    pub from: String,
+    pub at: String,
+    /// Place in the plan (0: the next track), or null while the host rules
+    /// keep it out for now.
+    pub position: Option<usize>,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum RequestError {
+    #[error("no playable track has id {0}")]
+    NoSuchTrack(i64),
+    #[error("that track is already requested")]
+    AlreadyRequested,
+    #[error("{0} requests are waiting already; try again after the next track")]
+    QueueFull(usize),
+    #[error("the station's rules keep that track out of the next {0} tracks (it played recently, or its artist did); try later")]
+    NotAllowedNow(usize),
 }
 
 /// Upcoming picks and the history they follow.
@@ -104,6 +142,10 @@ pub struct Scheduler {
     /// Bumped whenever the plan is cut or cleared: a pick made outside the
     /// lock for an older plan is thrown away.
     generation: u64,
+    /// Requests not yet taken, in the order they play.
+    requests: Vec<Request>,
+    /// Requests handed to the mixer so far.
+    requests_played: u64,
 }
 
 /// One pick to make outside the lock: everything it depends on, copied.
@@ -177,6 +219,8 @@ impl Scheduler {
             planner: None,
             generation: 0,
             resume_file: None,
+            requests: Vec::new(),
+            requests_played: 0,
         };
         match plugin {
             Ok(p) => {
@@ -204,6 +248,8 @@ impl Scheduler {
         let (old, new) = (self.library.len(), library.len());
         let replan = old < 4 * UPCOMING || new * 10 > old * 11;
         self.library = library;
+        let library = &self.library;
+        self.requests.retain(|r| library.track(r.track.id).is_some());
         if let Some(p) = &self.plugin {
             p.set_library(self.library.clone());
         }
@@ -226,6 +272,7 @@ impl Scheduler {
     /// The plan was cut or cleared: picks in flight are stale; refill.
     fn plan_changed(&mut self) {
         self.generation += 1;
+        self.place_requests();
         self.wake_planner_or_refill();
     }
 
@@ -266,6 +313,7 @@ impl Scheduler {
         if let Some(p) = result.planned {
             self.upcoming.push_back(p);
         }
+        self.place_requests();
     }
 
     /// The mixer's next track, at once: the planned pick, or — if the plan
@@ -282,12 +330,19 @@ impl Scheduler {
             }
         }
         let p = self.upcoming.pop_front()?;
+        if p.by == REQUESTED {
+            if let Some(i) = self.requests.iter().position(|r| r.track.id == p.track.id) {
+                self.requests.remove(i);
+                self.requests_played += 1;
+            }
+        }
         if let Some(file) = &self.resume_file {
             save_resume_point(file, &p.track.path);
         }
         self.played.push_front(p.track.clone());
         self.played.truncate(HISTORY);
         self.last_taken = Some(p.clone());
+        self.place_requests();
         self.wake_planner_or_refill();
         Some(p.track)
     }
@@ -372,6 +427,7 @@ impl Scheduler {
     pub fn install(&mut self, plugin: Plugin) {
         plugin.set_library(self.library.clone());
         tracing::info!("plugin {} version {} is active", plugin.name, plugin.version);
+        self.configured = plugin.name.clone();
         self.plugin = Some(Arc::new(plugin));
         self.reloads += 1;
         self.error = None;
@@ -412,6 +468,108 @@ impl Scheduler {
         }
     }
 
+    /// Queues a request for `track_id` (at most `limit` waiting). It is
+    /// placed at the earliest point of the plan where the host rules allow
+    /// it (the picks after that point are made again, to follow it); a
+    /// track the rules keep out of the whole plan is refused.
+    pub fn request(&mut self, track_id: i64, from: &str, limit: usize) -> Result<RequestEntry, RequestError> {
+        let track = self.library.track(track_id).cloned().ok_or(RequestError::NoSuchTrack(track_id))?;
+        if self.requests.iter().any(|r| r.track.id == track_id) {
+            return Err(RequestError::AlreadyRequested);
+        }
+        if self.requests.len() >= limit {
+            return Err(RequestError::QueueFull(self.requests.len()));
+        }
+        let after = self.last_request_position().map_or(0, |p| p + 1);
+        if self.allowed_position(&track, after).is_none() {
+            return Err(RequestError::NotAllowedNow(UPCOMING));
+        }
+        tracing::info!("request from {from}: {}", track.display());
+        self.requests.push(Request { track, from: from.to_string(), at: timestamp(chrono::Local::now()) });
+        self.place_requests();
+        self.wake_planner_or_refill();
+        Ok(self.requests().pop().expect("just queued"))
+    }
+
+    /// Drops the request for `track_id`; whether there was one.
+    pub fn drop_request(&mut self, track_id: i64) -> bool {
+        let Some(i) = self.requests.iter().position(|r| r.track.id == track_id) else { return false };
+        self.requests.remove(i);
+        self.unplace_requests();
+        true
+    }
+
+    /// Puts the requests in the order of `ids` (those not named keep their
+    /// order, after the named ones).
+    pub fn reorder_requests(&mut self, ids: &[i64]) {
+        let rank = |r: &Request| ids.iter().position(|id| *id == r.track.id).unwrap_or(ids.len());
+        self.requests.sort_by_key(rank);
+        self.unplace_requests();
+    }
+
+    /// The waiting requests, in the order they play.
+    pub fn requests(&self) -> Vec<RequestEntry> {
+        self.requests
+            .iter()
+            .map(|r| RequestEntry {
+                id: r.track.id,
+                title: r.track.title.clone(),
+                artist: r.track.artist.clone(),
+                from: r.from.clone(),
+                at: r.at.clone(),
+                position: self.upcoming.iter().position(|p| p.by == REQUESTED && p.track.id == r.track.id),
+            })
+            .collect()
+    }
+
+    pub fn requests_played(&self) -> u64 {
+        self.requests_played
+    }
+
+    /// Takes every request out of the plan (with the picks after the first
+    /// one, which followed it) and places them again in their order.
+    fn unplace_requests(&mut self) {
+        if let Some(first) = self.upcoming.iter().position(|p| p.by == REQUESTED) {
+            self.upcoming.truncate(first);
+        }
+        self.generation += 1;
+        self.place_requests();
+        self.wake_planner_or_refill();
+    }
+
+    fn last_request_position(&self) -> Option<usize> {
+        self.upcoming.iter().rposition(|p| p.by == REQUESTED)
+    }
+
+    /// The earliest place in the plan, from `from` on, where the host rules
+    /// allow `track` to follow what plays before it.
+    fn allowed_position(&self, track: &Arc<Track>, from: usize) -> Option<usize> {
+        (from..=self.upcoming.len().min(UPCOMING - 1)).find(|&at| {
+            let history: Vec<Arc<Track>> =
+                self.upcoming.iter().take(at).rev().map(|p| &p.track).chain(self.played.iter()).take(HISTORY).cloned().collect();
+            rules::candidates(self.library.tracks(), &history, &self.rules).0.iter().any(|t| t.id == track.id)
+        })
+    }
+
+    /// Places the requests not in the plan yet, in order, each after the
+    /// one before it, as early as the rules allow; the picks after a request
+    /// placed inside the plan are dropped (they are made again to follow it).
+    fn place_requests(&mut self) {
+        for i in 0..self.requests.len() {
+            let track = self.requests[i].track.clone();
+            if self.upcoming.iter().any(|p| p.by == REQUESTED && p.track.id == track.id) {
+                continue;
+            }
+            let after = self.last_request_position().map_or(0, |p| p + 1);
+            let Some(at) = self.allowed_position(&track, after) else { break };
+            if at < self.upcoming.len() {
+                self.upcoming.truncate(at);
+                self.generation += 1;
+            }
+            self.upcoming.push_back(Planned { track, by: REQUESTED.to_string() });
+        }
+    }
+
     pub fn status(&self) -> OrderingStatus {
         let n = self.library.len();
         let length = self.library.tour_length();
@@ -436,6 +594,8 @@ impl Scheduler {
                     by: p.by.clone(),
                 })
                 .collect(),
+            requests: self.requests(),
+            requests_played: self.requests_played,
             tour: TourStatus { tracks: n, length, mean_step: if n > 0 { length / n as f64 } else { 0.0 } },
         }
     }
@@ -471,6 +631,41 @@ mod tests {
     fn scheduler(n: i64, source: &str) -> Scheduler {
         let lib = Arc::new(Library::build(&tracks(n), Default::default()));
         Scheduler::new(lib, Rules::default(), "test", Plugin::compile("test", source, Limits::default(), 1))
+    }
+
+    #[test]
+    fn requests_are_placed_early_within_the_rules() {
+        let mut s = scheduler(30, "fn next_track(ctx) { ctx.candidates[0].id }");
+        let played = s.next().unwrap();
+        // A track by the artist just played waits a track (separation 2).
+        let same_artist = tracks(30).into_iter().find(|t| t.artist == played.artist && t.id != played.id
+            && !s.upcoming().iter().any(|p| p.track.id == t.id)).unwrap();
+        let other = tracks(30).into_iter().find(|t| t.artist != played.artist && t.artist != s.upcoming()[0].track.artist
+            && !s.upcoming().iter().any(|p| p.track.id == t.id)).unwrap();
+        let e = s.request(same_artist.id, "10.0.0.1", 3).unwrap();
+        assert!(e.position.is_some_and(|p| (1..=2).contains(&p)), "{e:?}");
+        assert_eq!(s.request(same_artist.id, "10.0.0.2", 3), Err(RequestError::AlreadyRequested));
+        assert_eq!(s.request(played.id, "x", 3), Err(RequestError::NotAllowedNow(UPCOMING)), "just played");
+        assert_eq!(s.request(9999, "x", 3), Err(RequestError::NoSuchTrack(9999)));
+        let e2 = s.request(other.id, "10.0.0.3", 3).unwrap();
+        assert!(e2.position > e.position, "requests keep their order: {e:?} {e2:?}");
+        assert_eq!(s.upcoming().len(), UPCOMING, "the plan is refilled after the requests");
+        // Reordered: the second goes first; the plan still obeys the rules.
+        s.reorder_requests(&[other.id]);
+        let r = s.requests();
+        assert_eq!(r[0].id, other.id);
+        assert!(r[0].position < r[1].position, "{r:?}");
+        let mut history: Vec<Arc<Track>> = vec![played.clone()];
+        for p in s.upcoming() {
+            assert_eq!(rules::violation(&p.track, &history, s.rules()), None, "{:?}", p.track.title);
+            history.insert(0, p.track.clone());
+        }
+        // Taken in order; each counts once.
+        let taken: Vec<i64> = (0..UPCOMING).map(|_| s.take().unwrap().id).collect();
+        let (a, b) = (taken.iter().position(|id| *id == other.id), taken.iter().position(|id| *id == same_artist.id));
+        assert!(a.is_some() && a < b, "{taken:?}");
+        assert_eq!((s.requests_played(), s.requests().len()), (2, 0));
+        assert!(s.drop_request(other.id) == false);
     }
 
     #[test]
