@@ -694,10 +694,17 @@ pub fn loadtest(options: &nonstop::loadtest::Options, churn: Option<usize>, json
     })
 }
 
-/// `nonstop ctl`: one admin request to a running station, with the token
+/// What `nonstop ctl` does.
+pub enum Ctl {
+    /// One admin request (method, path, JSON body).
+    Call(&'static str, &'static str, Option<serde_json::Value>),
+    /// Search the library and request the best match.
+    Request(String),
+}
+
+/// `nonstop ctl`: admin requests to a running station, with the token
 /// from the configuration (or `NONSTOP_ADMIN_TOKEN`); prints the answer.
-pub fn ctl(config: &Config, url: Option<&str>, method: &str, path: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
+pub fn ctl(config: &Config, url: Option<&str>, action: Ctl) -> anyhow::Result<()> {
     let token = config.server.admin_token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
         anyhow::anyhow!("no admin token: set server.admin_token in the configuration or NONSTOP_ADMIN_TOKEN")
     })?;
@@ -714,10 +721,36 @@ pub fn ctl(config: &Config, url: Option<&str>, method: &str, path: &str) -> anyh
             addr.to_string()
         }
     };
-    let mut stream = std::net::TcpStream::connect(&authority)
+    let call = |method: &str, path: &str, body: Option<&serde_json::Value>| admin_call(&authority, token, method, path, body);
+    let answer = match action {
+        Ctl::Call(method, path, body) => call(method, path, body.as_ref())?,
+        Ctl::Request(query) => {
+            let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+            let found: serde_json::Value = serde_json::from_str(&call("GET", &format!("/api/tracks?q={q}"), None)?)?;
+            let tracks = found["tracks"].as_array().cloned().unwrap_or_default();
+            let Some(best) = tracks.first() else { anyhow::bail!("no track matches {query:?}") };
+            if tracks.len() > 1 {
+                eprintln!("{} tracks match; requesting the first: {} - {}", tracks.len(), best["artist"].as_str().unwrap_or(""), best["title"].as_str().unwrap_or(""));
+            }
+            call("POST", "/admin/requests", Some(&serde_json::json!({ "track_id": best["id"] })))?
+        }
+    };
+    println!("{}", answer.trim_end());
+    Ok(())
+}
+
+/// One request to the station's admin API; the body of a 2xx answer.
+fn admin_call(authority: &str, token: &str, method: &str, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(authority)
         .map_err(|e| anyhow::anyhow!("cannot reach the station at {authority}: {e}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n")?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply)?;
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -727,10 +760,9 @@ pub fn ctl(config: &Config, url: Option<&str>, method: &str, path: &str) -> anyh
         _ => anyhow::bail!("{authority} did not answer with HTTP"),
     };
     let code = response.code.unwrap_or(0);
-    let body = String::from_utf8_lossy(&reply[body_at..]);
+    let body = String::from_utf8_lossy(&reply[body_at..]).into_owned();
     if !(200..300).contains(&code) {
         anyhow::bail!("{method} {path}: HTTP {code}: {}", body.trim());
     }
-    println!("{}", body.trim_end());
-    Ok(())
+    Ok(body)
 }

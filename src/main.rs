@@ -148,14 +148,26 @@ enum Command {
     },
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(Subcommand, Debug, Clone)]
 enum CtlAction {
-    /// Mix out of the current track early, on the beat.
+    /// Mix out of the current track early, on the next downbeat.
     Skip,
     /// Sync the library now.
     Rescan,
     /// The full status, with the listeners table.
     Status,
+    /// Switch the ordering plugin (after the same dry run as a saved edit);
+    /// without a name, list the plugins.
+    Plugin {
+        /// A plugin in the plugins folder, without `.rhai`.
+        name: Option<String>,
+    },
+    /// Request the best match for QUERY (title and/or artist words); it
+    /// plays within the next few tracks. Without a query, list requests.
+    Request {
+        /// Words of the title or artist.
+        query: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,12 +282,18 @@ fn run() -> anyhow::Result<()> {
         }
         Some(Command::Ctl { action, url, args }) => {
             let config = load_config(&args)?;
-            let (method, path) = match action {
-                CtlAction::Skip => ("POST", "/admin/skip"),
-                CtlAction::Rescan => ("POST", "/admin/rescan"),
-                CtlAction::Status => ("GET", "/admin/status"),
+            let action = match action {
+                CtlAction::Skip => commands::Ctl::Call("POST", "/admin/skip", None),
+                CtlAction::Rescan => commands::Ctl::Call("POST", "/admin/rescan", None),
+                CtlAction::Status => commands::Ctl::Call("GET", "/admin/status", None),
+                CtlAction::Plugin { name: None } => commands::Ctl::Call("GET", "/admin/plugin", None),
+                CtlAction::Plugin { name: Some(name) } => {
+                    commands::Ctl::Call("POST", "/admin/plugin", Some(serde_json::json!({ "name": name })))
+                }
+                CtlAction::Request { query } if query.is_empty() => commands::Ctl::Call("GET", "/admin/requests", None),
+                CtlAction::Request { query } => commands::Ctl::Request(query.join(" ")),
             };
-            return commands::ctl(&config, url.as_deref(), method, path);
+            return commands::ctl(&config, url.as_deref(), action);
         }
         Some(Command::Loadtest { url, listeners, ramp, seconds, pid, kbps, churn, json }) => {
             let options = nonstop::loadtest::Options { url, listeners, ramp_per_s: ramp, seconds, pid, kbps };

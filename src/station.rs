@@ -276,12 +276,15 @@ impl Station {
         let segmenter = tokio::spawn(broadcast::hls::run(hub.clone(), hls.clone(), shutdown_rx.clone()));
         let published = http::status::first(&status).await?;
         let history = http::status::History::default();
-        let publisher = tokio::spawn(http::status::publish(status.clone(), published.clone(), history.clone(), shutdown_rx.clone()));
+        let republish = Arc::new(tokio::sync::Notify::new());
+        let publisher =
+            tokio::spawn(http::status::publish(status.clone(), published.clone(), history.clone(), republish.clone(), shutdown_rx.clone()));
         let state = Arc::new(HttpState {
             config,
             hub,
             status: status.clone(),
             published: published.subscribe(),
+            republish,
             history,
             rescan,
             plugins: Some(switch),

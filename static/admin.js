@@ -127,6 +127,7 @@ async function start() {
     samples.push({ t: s.unix_ms / 1000, listeners: s.listeners, pcm_queue_s: s.pcm_queue_s, frame_queue_s: s.frame_queue_s });
     while (samples.length && samples[samples.length - 1].t - samples[0].t > KEEP_S) samples.shift();
     window.nonstop.ticks++;
+    window.nonstop.clock = s;
     redraw();
   });
   for (const kind of ['now_playing', 'transition', 'upcoming', 'requests', 'plugin']) {

@@ -11,7 +11,7 @@ const mediaNow = () => station ? station.media_time_s + (Date.now() - station.un
 let now = null, coming = null;
 const history = [];
 // For tests and curious listeners: when the title changed, and to what.
-window.nonstop = { titleChanges: [] };
+window.nonstop = { titleChanges: [], clocks: [] };
 
 function showNow(n) {
   now = n;
@@ -48,6 +48,8 @@ const events = new EventSource('/events');
 events.addEventListener('now_playing', e => showNow(JSON.parse(e.data)));
 events.addEventListener('tick', e => {
   station = JSON.parse(e.data);
+  window.nonstop.clocks.push(station);
+  if (window.nonstop.clocks.length > 600) window.nonstop.clocks.shift();
   text('listeners', station.listeners + (station.listeners === 1 ? ' listener' : ' listeners'));
 });
 events.addEventListener('upcoming', e => {

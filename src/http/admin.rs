@@ -93,21 +93,30 @@ pub async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<B
             else {
                 return text(StatusCode::BAD_REQUEST, "the new order: {\"ids\": [track ids]}\n");
             };
-            let mut sched = state.status.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-            sched.reorder_requests(&ids);
+            let requests = {
+                let mut sched = state.status.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+                sched.reorder_requests(&ids);
+                sched.requests()
+            };
             tracing::info!("admin: requests reordered to {ids:?}");
-            json(&json!({ "requests": sched.requests() }))
+            state.refreshed().await;
+            json(&json!({ "requests": requests }))
         }
         (&Method::DELETE, p) if p.starts_with("/admin/requests/") => {
             let Ok(id) = p["/admin/requests/".len()..].parse::<i64>() else {
                 return text(StatusCode::BAD_REQUEST, "DELETE /admin/requests/TRACK_ID\n");
             };
-            let mut sched = state.status.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-            if sched.drop_request(id) {
-                tracing::info!("admin: request for track {id} dropped");
-                json(&json!({ "requests": sched.requests() }))
-            } else {
-                text(StatusCode::NOT_FOUND, &format!("no request for track {id}\n"))
+            let requests = {
+                let mut sched = state.status.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+                sched.drop_request(id).then(|| sched.requests())
+            };
+            match requests {
+                Some(requests) => {
+                    tracing::info!("admin: request for track {id} dropped");
+                    state.refreshed().await;
+                    json(&json!({ "requests": requests }))
+                }
+                None => text(StatusCode::NOT_FOUND, &format!("no request for track {id}\n")),
             }
         }
         (_, "/admin/status" | "/admin/history" | "/admin/skip" | "/admin/rescan" | "/admin/plugin" | "/admin/requests" | "/admin/requests/order") => {
@@ -134,6 +143,7 @@ async fn switch_plugin(state: &Arc<HttpState>, req: Request<Incoming>) -> Respon
     match result {
         Ok(version) => {
             tracing::info!("admin: plugin {name} (version {version}) is active");
+            state.refreshed().await;
             json(&json!({ "active": name, "version": version }))
         }
         Err(e) => json_status(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e.message, "line": e.line, "active": "unchanged" })),

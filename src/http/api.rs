@@ -62,7 +62,10 @@ pub(super) async fn queue(state: &HttpState, req: Request<Incoming>, from: &str)
     let limit = state.config.requests.queue_limit;
     let queued = state.status.scheduler.lock().unwrap_or_else(|p| p.into_inner()).request(id, from, limit);
     match queued {
-        Ok(entry) => json_status(StatusCode::CREATED, &json!({ "request": entry })),
+        Ok(entry) => {
+            state.refreshed().await;
+            json_status(StatusCode::CREATED, &json!({ "request": entry }))
+        }
         Err(e @ RequestError::NoSuchTrack(_)) => text(StatusCode::NOT_FOUND, &format!("{e}\n")),
         Err(e) => text(StatusCode::CONFLICT, &format!("{e}\n")),
     }

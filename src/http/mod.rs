@@ -59,6 +59,8 @@ pub struct HttpState {
     pub status: StatusSource,
     /// The latest status snapshot (see [`status`]).
     pub published: watch::Receiver<Arc<status::Published>>,
+    /// Asks the publisher for a new snapshot now (after a change).
+    pub republish: Arc<tokio::sync::Notify>,
     /// The dashboard's plots.
     pub history: status::History,
     /// Asks the indexer for a rescan (the admin API).
@@ -74,6 +76,15 @@ impl HttpState {
     /// The latest published status.
     pub fn published(&self) -> Arc<status::Published> {
         self.published.borrow().clone()
+    }
+
+    /// After a change (a request, a plugin switch): waits for a snapshot
+    /// that shows it, so the next read does.
+    pub async fn refreshed(&self) {
+        let mut next = self.published.clone();
+        next.mark_unchanged();
+        self.republish.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(1), next.changed()).await;
     }
 }
 

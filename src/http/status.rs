@@ -349,7 +349,13 @@ pub async fn first(source: &StatusSource) -> Result<watch::Sender<Arc<Published>
 
 /// Rebuilds and publishes the snapshot until `shutdown`; keeps the plots'
 /// history.
-pub async fn publish(source: StatusSource, tx: watch::Sender<Arc<Published>>, history: History, mut shutdown: watch::Receiver<bool>) {
+pub async fn publish(
+    source: StatusSource,
+    tx: watch::Sender<Arc<Published>>,
+    history: History,
+    now: Arc<tokio::sync::Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut library = tx.borrow().status.library.clone();
     let mut library_read = (Instant::now(), source.stats.library_changes.load(Ordering::Relaxed));
     let mut sampled = Instant::now() - HISTORY_EVERY;
@@ -358,6 +364,7 @@ pub async fn publish(source: StatusSource, tx: watch::Sender<Arc<Published>>, hi
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = now.notified() => {}
             _ = crate::supervise::stopped(&mut shutdown) => return,
         }
         let changes = source.stats.library_changes.load(Ordering::Relaxed);

@@ -330,11 +330,11 @@ impl Scheduler {
             }
         }
         let p = self.upcoming.pop_front()?;
-        if p.by == REQUESTED {
-            if let Some(i) = self.requests.iter().position(|r| r.track.id == p.track.id) {
-                self.requests.remove(i);
-                self.requests_played += 1;
-            }
+        // A requested track plays: the request is served, even if the
+        // plan had it for another reason.
+        if let Some(i) = self.requests.iter().position(|r| r.track.id == p.track.id) {
+            self.requests.remove(i);
+            self.requests_played += 1;
         }
         if let Some(file) = &self.resume_file {
             save_resume_point(file, &p.track.path);

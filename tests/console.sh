@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The operators' console against real programs: a station on a fresh data
+# folder (demo library) with an admin token and requests open, then
+#   - every admin route answers 401 without the token, the public /status
+#     holds no file path;
+#   - `nonstop ctl` (status, plugin, request, skip) with the token;
+#   - a real headless Chromium (Debian's, driven over the DevTools protocol
+#     by tests/cdp.py) on the player page and the dashboard: the stream
+#     plays, the plots update, a skip from the dashboard mixes out on the
+#     next downbeat, the title changes within 1 s of the audio; screenshots
+#     in target/console-artefacts/;
+#   - 1,000 /status + /metrics + /events clients at once do not delay the
+#     stream (tests/api_load.py: underruns, rate, arrival gaps; figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source tests/lib.sh
+need chromium curl python3
+
+bin=target/release/nonstop
+[ -x "$bin" ] || cargo build --release --quiet
+work=$(mktemp -d)
+artefacts=target/console-artefacts
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+token=console-test-token
+cat >"$work/nonstop.toml" <<TOML
+[server]
+admin_token = "$token"
+[requests]
+enabled = true
+cooldown_s = 60
+[queues]
+pcm_s = 4.0
+frames_s = 2.0
+[ordering]
+plugins_dir = "$work/plugins"
+TOML
+"$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
+pid=$!
+addr=""
+for _ in $(seq 1 600); do
+  addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/out" | head -n1)
+  [ -n "$addr" ] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/err"; exit 1; }
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "server did not start"; exit 1; }
+base="http://$addr"
+# Until the first track is on air.
+for _ in $(seq 1 300); do
+  curl -sf "$base/status" | grep -q '"now_playing": {' && break
+  sleep 0.2
+done
+echo "station on $addr"
+
+# Without the token: 401 everywhere; the public status has no paths.
+bad=""
+for route in "GET /admin/status" "GET /admin/history" "GET /admin/plugin" "GET /admin/requests" \
+             "POST /admin/skip" "POST /admin/rescan" "POST /admin/plugin" "POST /admin/requests" \
+             "POST /admin/requests/order" "DELETE /admin/requests/1"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X "${route% *}" "$base${route#* }")
+  [ "$code" = 401 ] || bad="$bad $route=$code"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X "${route% *}" -H "Authorization: Bearer wrong" "$base${route#* }")
+  [ "$code" = 401 ] || bad="$bad $route(wrong token)=$code"
+done
+[ -z "$bad" ] && pass "every admin route answers 401 without the token or with a wrong one" || fail "admin routes:$bad"
+if curl -sf "$base/status" | grep -q -e "$work" -e '"path"'; then
+  fail "the public /status holds file paths"
+else
+  pass "the public /status holds no file path"
+fi
+
+# The CLI, with the token from the config; each action is logged.
+ctl() { "$bin" ctl --config "$work/nonstop.toml" --url "$base" "$@"; }
+if ctl status | python3 -c "import json,sys; s=json.load(sys.stdin); assert s['connections'] is not None and s['library']['failed_files'] is not None"; then
+  pass "nonstop ctl status: the full status with the listeners table"
+else
+  fail "nonstop ctl status"
+fi
+if ctl plugin harmonic && ctl plugin | tee /dev/stderr | grep -q '"active": "harmonic"' && ! ctl plugin no-such-plugin; then
+  pass "nonstop ctl plugin: switched to harmonic after its dry run; an unknown plugin is refused"
+else
+  fail "nonstop ctl plugin"
+fi
+title=$(curl -sf "$base/status" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['upcoming'][-1]['title'])")
+if ctl request "$title" | grep -q '"position"'; then
+  pass "nonstop ctl request '$title': queued"
+else
+  fail "nonstop ctl request '$title'"
+fi
+sleep 1
+for what in "plugin harmonic" "request from admin" ; do
+  grep -q "$what" "$work/err" || fail "the log does not show: $what"
+done
+
+# Real Chromium on both pages.
+rm -rf "$artefacts"
+if python3 tests/cdp.py "$(command -v chromium)" "$base" "$token" "$artefacts"; then
+  pass "Chromium: player page and dashboard (screenshots in $artefacts)"
+else
+  fail "Chromium: player page and dashboard (see above; screenshots in $artefacts)"
+fi
+grep -q "admin: skip requested" "$work/err" || fail "the log does not show the dashboard's skip"
+
+# A thousand console clients at once.
+if python3 tests/api_load.py "$addr" 1000 15; then
+  pass "1000 /status + /metrics + /events clients: the stream is not delayed"
+else
+  fail "1000 /status + /metrics + /events clients delayed the stream (figures above)"
+fi
+kill -0 "$pid" 2>/dev/null || fail "the station died"
+
+echo "$failures failure(s)"
+[ "$failures" = 0 ]
