@@ -18,6 +18,9 @@ function showNow(n) {
   const t = n.track;
   text('now', n.note ? n.note : name(t));
   text('album', t && t.album ? t.album : '');
+  const art = $('art');
+  art.hidden = true;
+  if (t) { art.onload = () => { art.hidden = false; }; art.onerror = () => { art.hidden = true; }; art.src = '/api/artwork/' + t.id; }
   document.title = (t ? name(t) + ' · ' : '') + document.querySelector('h1').textContent;
   window.nonstop.titleChanges.push({ at_ms: Date.now(), started_at_s: n.started_at_s, title: $('now').textContent });
   if (t) {

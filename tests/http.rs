@@ -358,3 +358,48 @@ async fn admin_switches_the_plugin_after_a_dry_run() {
     assert_eq!(s["ordering"]["plugin"], "harmonic", "the active plugin stays: {s}");
     t.station.shutdown().await;
 }
+
+/// ID3v2.3 frame: id, size, no flags, body.
+fn id3_frame(id: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut f = id.to_vec();
+    f.extend((body.len() as u32).to_be_bytes());
+    f.extend([0, 0]);
+    f.extend(body);
+    f
+}
+
+/// A cover picture in a track's tags is served for the player page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artwork_from_the_tags() {
+    let picture: Vec<u8> = b"\x89PNG\r\n\x1a\n-not-really-a-png-".iter().copied().chain(0..200u8).collect();
+    let prepare = |lib: &std::path::Path| {
+        let mp3 = std::fs::read(lib.join("Low.mp3")).unwrap();
+        // Past the encoder's own tag, if any.
+        let audio = if mp3.starts_with(b"ID3") {
+            let size = mp3[6..10].iter().fold(0usize, |n, b| (n << 7) | (*b as usize & 0x7f));
+            &mp3[10 + size..]
+        } else {
+            &mp3[..]
+        };
+        let mut apic = b"\0image/png\0\x03\0".to_vec();
+        apic.extend(&picture);
+        let frames: Vec<u8> = [id3_frame(b"TIT2", b"\0Low"), id3_frame(b"TPE1", b"\0Tones"), id3_frame(b"APIC", &apic)].concat();
+        let n = frames.len();
+        let mut file = b"ID3\x03\0\0".to_vec();
+        file.extend([(n >> 21) as u8 & 0x7f, (n >> 14) as u8 & 0x7f, (n >> 7) as u8 & 0x7f, n as u8 & 0x7f]);
+        file.extend(frames);
+        file.extend(audio);
+        std::fs::write(lib.join("Low.mp3"), file).unwrap();
+    };
+    let t = start_station(prepare, |_| {}).await;
+    let (_, body) = call(t.addr, "GET", "/api/tracks?q=tones", &[], "").await;
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id_of = |title: &str| found["tracks"].as_array().unwrap().iter().find(|t| t["title"] == title).unwrap()["id"].as_i64().unwrap();
+    let mut c = get(t.addr, &format!("/api/artwork/{}", id_of("Low")), &[("Connection", "close")]).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.header("content-type").as_deref(), Some("image/png"));
+    assert_eq!(c.read_to_end(Duration::from_secs(5)).await, picture);
+    assert_eq!(get(t.addr, &format!("/api/artwork/{}", id_of("High")), &[]).await.status, 404);
+    assert_eq!(get(t.addr, "/api/artwork/nope", &[]).await.status, 404);
+    t.station.shutdown().await;
+}

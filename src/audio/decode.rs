@@ -154,6 +154,38 @@ fn downmix_weights(layout: symphonia::core::audio::Channels, n: usize) -> Vec<(f
     w
 }
 
+/// Cover art larger than this is not served.
+const MAX_ARTWORK_BYTES: usize = 4 << 20;
+
+/// The cover picture in `path`'s tags (the front cover if marked, else the
+/// first picture): its media type and bytes; `None` when there is none.
+pub fn artwork(path: &Path) -> Result<Option<(String, Vec<u8>)>, AudioError> {
+    contain("reading the tags", || {
+        let file = File::open(path)?;
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let mut probed = symphonia::default::get_probe()
+            .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+            .map_err(|e| AudioError::Unsupported(e.to_string()))?;
+        let mut visuals: Vec<symphonia::core::meta::Visual> = Vec::new();
+        if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
+            visuals.extend(rev.visuals().iter().cloned());
+        }
+        if let Some(rev) = probed.format.metadata().current() {
+            visuals.extend(rev.visuals().iter().cloned());
+        }
+        let front = visuals.iter().position(|v| v.usage == Some(symphonia::core::meta::StandardVisualKey::FrontCover));
+        let Some(v) = front.or((!visuals.is_empty()).then_some(0)).map(|i| visuals.swap_remove(i)) else { return Ok(None) };
+        if v.data.len() > MAX_ARTWORK_BYTES || !v.media_type.starts_with("image/") {
+            return Ok(None);
+        }
+        Ok(Some((v.media_type, v.data.into_vec())))
+    })
+}
+
 impl Decoder {
     /// Opens `path` and checks what it declares (rate, channels) before
     /// anything is sized from it. A decoder panic is this file's error.

@@ -6,7 +6,7 @@
 mod decode;
 mod resample;
 
-pub use decode::{clean_tag, contain, panic_message, AudioError, Decoder, Tags, MAX_FILE_RATE, MIN_FILE_RATE};
+pub use decode::{artwork, clean_tag, contain, panic_message, AudioError, Decoder, Tags, MAX_FILE_RATE, MIN_FILE_RATE};
 pub use resample::Resampler;
 
 use std::path::Path;

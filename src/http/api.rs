@@ -50,6 +50,21 @@ pub fn tracks(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
     json(&json!({ "query": q, "tracks": found }))
 }
 
+/// `GET /api/artwork/ID`: the cover picture in the track's tags.
+pub async fn artwork(state: &HttpState, id: &str) -> Response<Body> {
+    let track = id.parse::<i64>().ok().and_then(|id| state.published().tracks.track(id).cloned());
+    let Some(track) = track else { return text(StatusCode::NOT_FOUND, "no such track\n") };
+    let path = track.path.clone();
+    match tokio::task::spawn_blocking(move || crate::audio::artwork(&path)).await {
+        Ok(Ok(Some((kind, data)))) => http::Response::builder()
+            .header(header::CONTENT_TYPE, super::header_safe(&kind))
+            .header(header::CACHE_CONTROL, "public, max-age=3600")
+            .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(bytes::Bytes::from(data))))
+            .expect("valid response"),
+        _ => text(StatusCode::NOT_FOUND, "no artwork in this track's tags\n"),
+    }
+}
+
 /// Queues a request for the track a body names; `from` labels who asked.
 pub(super) async fn queue(state: &HttpState, req: Request<Incoming>, from: &str) -> Response<Body> {
     let body = match read_json(req).await {

@@ -187,6 +187,7 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>, peer: std::net::S
             r
         }
         "/api/tracks" => api::tracks(state, &req),
+        p if p.starts_with("/api/artwork/") => api::artwork(state, &p["/api/artwork/".len()..]).await,
         "/admin" => html(pages::ADMIN),
         p if p.starts_with("/static/") => pages::asset(&p["/static/".len()..]).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n")),
         "/hls/live.m3u8" => match state.hls.playlist() {
