@@ -42,6 +42,9 @@ start_icecast() {
 start_icecast || { echo "icecast2 did not start"; cat "$work/icecast.out"; exit 1; }
 
 cat >"$work/nonstop.toml" <<EOF
+[server]
+admin_token = "icecast-test-token"
+
 [ordering]
 plugins_dir = "$work/plugins"
 
@@ -65,6 +68,8 @@ import json,sys
 s = json.load(sys.stdin)['icestats'].get('source')
 s = s if isinstance(s, list) else [s] if s else []
 print(next((x.get('title') or x.get('yp_currently_playing') or '' for x in s if x and x.get('listenurl','').endswith('/nonstop.mp3')), ''))"; }
+# The outputs (Icecast addresses) are on the admin status only.
+admin_status() { curl -sf -H "Authorization: Bearer icecast-test-token" "http://$addr/admin/status"; }
 on_air() { curl -sf "http://$addr/status" | py "import json,sys; n=json.load(sys.stdin)['now_playing']; print((n['artist'] + ' - ' if n and n['artist'] else '') + (n['title'] if n else ''))"; }
 for _ in $(seq 1 300); do [ -n "$(ice_title)" ] && break; sleep 0.2; done
 
@@ -96,11 +101,11 @@ sleep 4
 start_icecast || fail "icecast2 did not restart"
 reconnected=""
 for _ in $(seq 1 200); do
-  c=$(curl -sf "http://$addr/status" | py "import json,sys; o=json.load(sys.stdin)['outputs'][0]; print(o['connected'], o['connects'])")
+  c=$(admin_status | py "import json,sys; o=json.load(sys.stdin)['outputs'][0]; print(o['connected'], o['connects'])")
   [ "$c" = "True 2" ] && { reconnected=1; break; }
   sleep 0.2
 done
-[ -n "$reconnected" ] && pass "nonstop reconnected to the restarted Icecast (/status outputs: connected, 2 connects)" || fail "no reconnection: $(curl -sf "http://$addr/status" | py "import json,sys; print(json.load(sys.stdin)['outputs'])")"
+[ -n "$reconnected" ] && pass "nonstop reconnected to the restarted Icecast (/admin/status outputs: connected, 2 connects)" || fail "no reconnection: $(admin_status | py "import json,sys; print(json.load(sys.stdin)['outputs'])")"
 ffmpeg -nostdin -v error -i "$mount" -t 5 -f null - 2>"$work/ffmpeg2.err" || true
 [ ! -s "$work/ffmpeg2.err" ] && pass "ffmpeg decodes from Icecast again after the restart" || fail "after restart: $(head -3 "$work/ffmpeg2.err")"
 wait "$load"

@@ -224,6 +224,16 @@ impl Worker {
                     Some(n) => Some(Next { plan: self.plan_pair(&p, &cut, &n.analysis), ..n }),
                     None => self.plan_next(&p, &cut),
                 };
+                // A pair that will not beatmatch crossfades from the next
+                // downbeat, not from the end of an overlap it will not have.
+                if let Some(n) = p.next.take() {
+                    let plan = if n.plan.mode == transition::Mode::Beatmatched {
+                        n.plan
+                    } else {
+                        self.plan_pair(&p, &self.skip_crossfade_cut(&p), &n.analysis)
+                    };
+                    p.next = Some(Next { plan, ..n });
+                }
                 tracing::info!("skip: mixing out of {} at {:.1} s", p.track.display(), p.next.as_ref().map_or(0.0, |n| n.plan.a_out_s));
             }
             let plan_from = seconds_to_frames(p.mix_out_estimate_s - PLAN_AHEAD_S, self.settings.rate);
@@ -341,6 +351,16 @@ impl Worker {
             }
             None => a.cue_out_s = a.cue_out_s.min(now_s + 2.0 * self.settings.transition.crossfade_s),
         }
+        a
+    }
+
+    /// `p`'s analysis with its cue-out a crossfade's length after the next
+    /// downbeat (or after now, without bars): a skip's crossfade starts there.
+    fn skip_crossfade_cut(&self, p: &Playing) -> Analysis {
+        let now_s = p.at as f64 / self.settings.rate.0 as f64;
+        let mut a = p.analysis.clone();
+        let from = a.downbeats.iter().copied().find(|d| *d >= now_s).unwrap_or(now_s);
+        a.cue_out_s = a.cue_out_s.min(from + self.settings.transition.crossfade_s);
         a
     }
 
