@@ -40,6 +40,8 @@ pub struct Config {
     pub ordering: OrderingConfig,
     pub outputs: OutputsConfig,
     pub requests: RequestsConfig,
+    /// Further mounts: the same mix encoded again (`[[mounts]]`).
+    pub mounts: Vec<MountConfig>,
     /// Where this configuration came from, for error messages. Not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -73,6 +75,17 @@ impl Default for ServerConfig {
             admin_token: None,
         }
     }
+}
+
+/// A further mount (`[[mounts]]`): the same mix at another bitrate, on its
+/// own path, encoder thread and queues, in step with the main stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// Its path, e.g. `/low.mp3`.
+    pub path: String,
+    /// Its constant bitrate, kbps (an MPEG-1 Layer III rate).
+    pub bitrate_kbps: u32,
 }
 
 /// Song requests (`[requests]`): listeners pick a track from the library
@@ -466,6 +479,23 @@ impl Config {
             self.server.max_listeners.to_string(),
             "must be at least 1",
         )?;
+        let mut paths = vec!["/stream.mp3".to_string(), "/stream".to_string()];
+        for m in &self.mounts {
+            check(
+                m.path.starts_with('/') && m.path.len() > 1 && m.path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)),
+                "mounts.path",
+                format!("{:?}", m.path),
+                "must start with / and hold only letters, digits, '/', '.', '_' and '-'",
+            )?;
+            check(!paths.contains(&m.path), "mounts.path", format!("{:?}", m.path), "is used twice (or is the main stream's)")?;
+            check(
+                BITRATES_KBPS.contains(&m.bitrate_kbps),
+                "mounts.bitrate_kbps",
+                m.bitrate_kbps.to_string(),
+                "must be an MPEG-1 Layer III bitrate (32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)",
+            )?;
+            paths.push(m.path.clone());
+        }
         let r = &self.requests;
         check(
             r.cooldown_s.is_finite() && (0.0..=86_400.0).contains(&r.cooldown_s),

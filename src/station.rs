@@ -118,7 +118,16 @@ pub struct Pipeline {
     stop: Arc<AtomicBool>,
     mixer: Option<JoinHandle<()>>,
     encoder: Option<JoinHandle<()>>,
+    /// The further mounts' encoders (fed by the main encoder).
+    mount_encoders: Vec<JoinHandle<()>>,
     _planner: Planner,
+}
+
+/// A further mount's encoder output, for its release task.
+pub struct MountFeed {
+    pub config: crate::config::MountConfig,
+    pub stats: Arc<Stats>,
+    pub frames: tokio::sync::mpsc::Receiver<Frame>,
 }
 
 /// Queue capacities from the configuration: PCM blocks, MP3 frame slots.
@@ -141,7 +150,8 @@ impl Pipeline {
         scheduler: Arc<Mutex<Scheduler>>,
         catalog: Arc<Catalog>,
         stats: Arc<Stats>,
-    ) -> Result<(Pipeline, tokio::sync::mpsc::Receiver<Frame>), StationError> {
+        mounts: &[crate::config::MountConfig],
+    ) -> Result<(Pipeline, tokio::sync::mpsc::Receiver<Frame>, Vec<MountFeed>), StationError> {
         let (pcm_blocks, frame_slots) = queue_sizes(config);
         // Bounded in blocks (fixed size, so capacity in seconds is exact);
         // crossbeam for a blocking send with timeout from the mixer thread.
@@ -153,15 +163,32 @@ impl Pipeline {
         let stop = Arc::new(AtomicBool::new(false));
         let settings = MixerSettings { rate: config.stream.rate(), transition: config.mixer.transition(), block: PCM_BLOCK_FRAMES };
         let mixer = mixer::spawn(settings, scheduler, catalog, pcm_tx, stats.clone(), stop.clone())?;
-        let encoder = encoder::spawn(lame_settings(config), pcm_rx, frames_tx, stats, stop.clone())?;
-        Ok((Pipeline { stop, mixer: Some(mixer), encoder: Some(encoder), _planner: planner }, frames_rx))
+        // Each further mount: its own PCM queue (fed by the main encoder),
+        // encoder thread and frame queue (room for the main encoder's lead
+        // twice over: it releases in step with the main stream).
+        let mut taps = Vec::new();
+        let mut feeds = Vec::new();
+        let mut mount_encoders = Vec::new();
+        for m in mounts {
+            let mount_stats = Arc::new(Stats::new(config.stream.rate(), (pcm_blocks * PCM_BLOCK_FRAMES) as u64, 2 * frame_slots as u64));
+            let (tx, rx) = crossbeam_channel::bounded(pcm_blocks);
+            let (ftx, frx) = tokio::sync::mpsc::channel(2 * frame_slots);
+            let settings = LameSettings { bitrate_kbps: m.bitrate_kbps, ..lame_settings(config) };
+            mount_encoders.push(encoder::spawn(settings, rx, ftx, Vec::new(), mount_stats.clone(), stop.clone())?);
+            taps.push(encoder::Tap { tx, stats: mount_stats.clone() });
+            feeds.push(MountFeed { config: m.clone(), stats: mount_stats, frames: frx });
+        }
+        let encoder = encoder::spawn(lame_settings(config), pcm_rx, frames_tx, taps, stats, stop.clone())?;
+        let pipeline = Pipeline { stop, mixer: Some(mixer), encoder: Some(encoder), mount_encoders, _planner: planner };
+        Ok((pipeline, frames_rx, feeds))
     }
 
     /// Stops the mixer (the encoder follows when the PCM queue closes) and
     /// joins both. Blocking.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in [self.mixer.take(), self.encoder.take()].into_iter().flatten() {
+        let mounts = std::mem::take(&mut self.mount_encoders);
+        for t in [self.mixer.take(), self.encoder.take()].into_iter().flatten().chain(mounts) {
             if t.join().is_err() {
                 tracing::warn!("a pipeline thread panicked");
             }
@@ -249,12 +276,31 @@ impl Station {
             .ok();
 
         let silence = encoder::silence_frames(lame_settings(&config))?;
-        let (pipeline, frames_rx) = Pipeline::start(&config, scheduler.clone(), catalog.clone(), stats.clone())?;
+        let (pipeline, frames_rx, mount_feeds) =
+            Pipeline::start(&config, scheduler.clone(), catalog.clone(), stats.clone(), &config.mounts)?;
         let (hub, shards) = Hub::new(config.stream.rate(), config.stream.burst_s, config.stream.max_lag_s, stats.clone());
         let delivery = broadcast::spawn_delivery(&hub, shards);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let status = StatusSource { config: config.clone(), stats, hub: hub.clone(), scheduler, catalog };
         let broadcaster = tokio::spawn(broadcast::run(hub.clone(), frames_rx, silence, shutdown_rx.clone()));
+        // Further mounts, released in step with the main stream.
+        let mut mounts = Vec::new();
+        let mut mount_tasks = Vec::new();
+        for feed in mount_feeds {
+            let (mount_hub, mount_shards) =
+                Hub::new(config.stream.rate(), config.stream.burst_s, config.stream.max_lag_s, feed.stats.clone());
+            mount_tasks.extend(broadcast::spawn_delivery(&mount_hub, mount_shards));
+            let silence = encoder::silence_frames(LameSettings { bitrate_kbps: feed.config.bitrate_kbps, ..lame_settings(&config) })?;
+            mount_tasks.push(tokio::spawn(broadcast::mount::run(mount_hub.clone(), hub.clone(), feed.frames, silence, shutdown_rx.clone())));
+            tracing::info!("mount {} at {} kbps", feed.config.path, feed.config.bitrate_kbps);
+            mounts.push(Arc::new(broadcast::mount::Mount {
+                path: feed.config.path,
+                bitrate_kbps: feed.config.bitrate_kbps,
+                hub: mount_hub,
+                stats: feed.stats,
+            }));
+        }
+        *status.stats.mounts.lock().unwrap_or_else(|p| p.into_inner()) = mounts.clone();
         // Icecast servers fed as their source, each on its own.
         let info = broadcast::icecast::StreamInfo {
             station_name: config.server.station_name.clone(),
@@ -286,6 +332,7 @@ impl Station {
             published: published.subscribe(),
             republish,
             history,
+            mounts,
             rescan,
             plugins: Some(switch),
             request_times: Default::default(),
@@ -296,7 +343,7 @@ impl Station {
             addr,
             shutdown,
             pipeline: Some(pipeline),
-            tasks: [broadcaster, server, segmenter, publisher].into_iter().chain(delivery).chain(outputs).collect(),
+            tasks: [broadcaster, server, segmenter, publisher].into_iter().chain(delivery).chain(outputs).chain(mount_tasks).collect(),
             indexer: Some(indexer),
             _plugins: plugins,
             scan,
@@ -381,7 +428,7 @@ pub fn render_offline(
     let scheduler = Arc::new(Mutex::new(scheduler(config, &catalog.playable()?, seed)));
     let stats = Pipeline::stats(config);
     let (cpu0, wall0) = (crate::cpu::process_seconds(), std::time::Instant::now());
-    let (pipeline, mut frames_rx) = Pipeline::start(config, scheduler, catalog, stats.clone())?;
+    let (pipeline, mut frames_rx, _) = Pipeline::start(config, scheduler, catalog, stats.clone(), &[])?;
     let io = |source| CatalogError::Io { path: out.to_owned(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
     let want = (minutes * 60.0 * rate.0 as f64 / MP3_FRAME_SAMPLES as f64).ceil() as u64;

@@ -92,9 +92,14 @@ pub struct Stats {
     pub faults: Faults,
     /// An admin asked to mix out of the current track early (on the beat).
     pub skip: std::sync::atomic::AtomicBool,
+    /// PCM blocks a mount's encoder could not take in time (lost on that
+    /// mount only).
+    pub pcm_dropped: AtomicU64,
     /// Bumped whenever the catalogue's playable set changed (the status
     /// publisher then reads its counts again).
     pub library_changes: AtomicU64,
+    /// The further mounts (`[[mounts]]`), for /status.
+    pub mounts: Mutex<Vec<Arc<crate::broadcast::mount::Mount>>>,
     /// The outputs beyond the station's own listeners (Icecast servers).
     pub outputs: Mutex<Vec<Arc<crate::broadcast::icecast::OutputState>>>,
 }
@@ -129,6 +134,8 @@ impl Stats {
             faults: Faults::default(),
             skip: std::sync::atomic::AtomicBool::new(false),
             library_changes: AtomicU64::new(0),
+            pcm_dropped: AtomicU64::new(0),
+            mounts: Mutex::new(Vec::new()),
             outputs: Mutex::new(Vec::new()),
         }
     }

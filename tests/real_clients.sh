@@ -24,7 +24,7 @@ trap cleanup EXIT
 
 # Plugins in the work folder (written there by the server at first start),
 # so the hot-reload check does not touch the repository's plugins/.
-printf '[ordering]\nplugins_dir = "%s/plugins"\n' "$work" >"$work/nonstop.toml"
+printf '[ordering]\nplugins_dir = "%s/plugins"\n\n[[mounts]]\npath = "/low.mp3"\nbitrate_kbps = 64\n' "$work" >"$work/nonstop.toml"
 
 start() {
   "$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
@@ -117,6 +117,27 @@ fi
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://$addr/hls/live.m3u8" && break; sleep 0.2; done # the first segment: 2 s
 ffmpeg -nostdin -v error -i "http://$addr/hls/live.m3u8" -t 30 -f null - 2>"$work/hls.err" || true
 [ ! -s "$work/hls.err" ] && pass "ffmpeg decoded 30 s of /hls/live.m3u8 with zero errors" || fail "HLS: $(head -3 "$work/hls.err")"
+
+# Two mounts at once: /stream.mp3 (128 kbps) and /low.mp3 (64 kbps), 30 s
+# each from two ffmpeg processes side by side, at real time, no errors.
+t0=$(date +%s.%N)
+ffmpeg -nostdin -v error -i "http://$addr/stream.mp3" -t 30 -f null - 2>"$work/m1.err" &
+m1=$!
+ffmpeg -nostdin -v error -i "http://$addr/low.mp3" -t 30 -f null - 2>"$work/m2.err" || true
+wait "$m1" || true
+wall=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
+low_probe=$(ffprobe -v error -show_entries stream=sample_rate,bit_rate -of csv=p=0 -read_intervals "%+2" "http://$addr/low.mp3" </dev/null || true)
+mounts=$(curl -sf "http://$addr/status" | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+m = s['mounts'][0]
+print(f\"main encoder {s['broadcast']['encoder_cpu_percent']:.1f}% of a core, /low.mp3 encoder {m['encoder_cpu_percent']:.1f}%; /low.mp3 underruns {m['underruns']}, PCM dropped {m['pcm_dropped']}\")")
+echo "     $mounts"
+if [ ! -s "$work/m1.err" ] && [ ! -s "$work/m2.err" ] && [ "$low_probe" = "44100,64000" ] && python3 -c "import sys; sys.exit(not 26 <= $wall <= 31)"; then
+  pass "two mounts at once: ffmpeg decoded 30 s of /stream.mp3 and of /low.mp3 ($low_probe) with zero errors in $wall s wall (3 s of it the burst)"
+else
+  fail "two mounts: wall $wall s, /low.mp3 '$low_probe', errors: $(head -2 "$work/m1.err" "$work/m2.err")"
+fi
 m1=$(curl -sf "http://$addr/hls/live.m3u8" || true); sleep 3; m2=$(curl -sf "http://$addr/hls/live.m3u8" || true)
 if python3 - "$m1" "$m2" <<'PY'
 import sys, datetime

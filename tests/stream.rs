@@ -91,3 +91,50 @@ async fn stalled_listener_is_dropped_while_another_keeps_real_time() {
     assert!(drained.len() < 16_000 * 12, "stalled listener received {} bytes", drained.len());
     t.station.shutdown().await;
 }
+
+/// A second mount at 64 kbps plays at once with the main stream, at real
+/// time, the same track audible on both at the same frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_mount_plays_in_step_with_the_main_stream() {
+    let t = start_station(
+        |_| {},
+        |c| c.mounts = vec![nonstop::config::MountConfig { path: "/low.mp3".into(), bitrate_kbps: 64 }],
+    )
+    .await;
+    let (mut main, mut low) = tokio::join!(get(t.addr, "/stream.mp3", &[]), get(t.addr, "/low.mp3", &[]));
+    assert_eq!((main.status, low.status), (200, 200));
+    assert_eq!(low.header("icy-br").as_deref(), Some("64"));
+    let _ = tokio::join!(main.read_for(Duration::from_millis(1500)), low.read_for(Duration::from_millis(1500)));
+    let start = Instant::now();
+    let (main_bytes, low_bytes) = tokio::join!(main.read_for(Duration::from_secs(6)), low.read_for(Duration::from_secs(6)));
+    let secs = start.elapsed().as_secs_f64();
+    let (main_ratio, low_ratio) = (main_bytes.len() as f64 / secs / BYTES_PER_S, low_bytes.len() as f64 / secs / 8000.0);
+    println!("main {main_ratio:.4}x, /low.mp3 {low_ratio:.4}x real time over {secs:.1} s ({} and {} bytes)", main_bytes.len(), low_bytes.len());
+    assert!((0.95..=1.05).contains(&main_ratio) && (0.95..=1.05).contains(&low_ratio), "{main_ratio} {low_ratio}");
+    // Whole 64 kbps frames from a frame boundary, decoding cleanly.
+    let start = low_bytes.windows(4).position(|w| {
+        nonstop::mp3::FrameHeader::parse(w).is_some_and(|h| h.bitrate_kbps == 64 && h.sample_rate == RATE)
+    });
+    let at = start.expect("a 64 kbps frame header");
+    let mut pos = at;
+    while let Some(h) = low_bytes.get(pos..).and_then(nonstop::mp3::FrameHeader::parse) {
+        assert_eq!(h.bitrate_kbps, 64);
+        if pos + h.len() > low_bytes.len() {
+            break;
+        }
+        pos += h.len();
+    }
+    let (pcm, bad) = decode(&low_bytes[at..pos]);
+    assert_eq!(bad, 0);
+    assert!(pcm.iter().any(|v| v.abs() > 0.1), "the mount carries audio");
+    let s = status(t.addr).await;
+    let m = &s["mounts"][0];
+    assert_eq!(m["path"], "/low.mp3", "{s}");
+    assert_eq!(m["listeners"], 1, "{m}");
+    assert_eq!(m["pcm_dropped"], 0, "{m}");
+    // Released frame for frame with the main stream; its own encoder in time.
+    let (sent, main_sent) = (m["frames_sent"].as_u64().unwrap(), s["broadcast"]["frames_sent"].as_u64().unwrap());
+    assert!(sent + 20 >= main_sent, "mount {sent} frames, main {main_sent}");
+    assert!(m["underruns"].as_u64().unwrap() <= s["broadcast"]["underruns"].as_u64().unwrap() + 2, "{m}");
+    t.station.shutdown().await;
+}

@@ -19,6 +19,7 @@
 mod delivery;
 pub mod hls;
 pub mod icecast;
+pub mod mount;
 
 pub use delivery::{Conn, ListenerInfo};
 
@@ -303,12 +304,12 @@ async fn pace(
             },
             None => None,
         };
-        let data = match next {
+        let (data, source) = match next {
             Some(f) => {
                 stats.frames_queued.fetch_sub(1, Ordering::Relaxed);
                 clock.label = f.on_air;
                 clock.underrun_run = 0;
-                f.data
+                (f.data, f.source)
             }
             None => {
                 stats.underruns.fetch_add(1, Ordering::Relaxed);
@@ -316,10 +317,10 @@ async fn pace(
                 if clock.underrun_run == INTERRUPTION_FRAMES {
                     clock.label = Arc::new(OnAir::interruption(MediaTime(k * MP3_FRAME_SAMPLES)));
                 }
-                silence[k as usize % silence.len()].clone()
+                (silence[k as usize % silence.len()].clone(), None)
             }
         };
-        let frame = Frame { seq: k, media_time: MediaTime(k * MP3_FRAME_SAMPLES), on_air: clock.label.clone(), data };
+        let frame = Frame { seq: k, media_time: MediaTime(k * MP3_FRAME_SAMPLES), on_air: clock.label.clone(), data, source };
         hub.publish(Arc::new(frame));
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         clock.k += 1;

@@ -75,6 +75,10 @@ impl Lame {
         let mut b = Builder::new().ok_or(LameError::Alloc)?;
         b.set_num_channels(2).map_err(set("channels"))?;
         b.set_sample_rate(settings.sample_rate).map_err(set("sample rate"))?;
+        // The station's rate out as well: LAME would pick a lower one for
+        // low bitrates (24 kHz at 64 kbps), and every mount must have
+        // frames of the same 1152 samples, released in step.
+        b.set_output_sample_rate(std::num::NonZeroU32::new(settings.sample_rate)).map_err(set("output sample rate"))?;
         let br = bitrate(settings.bitrate_kbps).ok_or(LameError::Setting {
             setting: "bitrate",
             message: format!("{} kbps is not supported", settings.bitrate_kbps),

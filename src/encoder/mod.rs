@@ -35,6 +35,20 @@ pub struct Frame {
     pub media_time: MediaTime,
     pub on_air: Arc<OnAir>,
     pub data: Bytes,
+    /// The encoder's number for the audio in it (`None`: silence the
+    /// broadcaster filled in). On air `seq` counts frames sent; a second
+    /// mount follows `source`, so both carry the same audio at the same
+    /// moment.
+    pub source: Option<u64>,
+}
+
+/// A second encoder fed the same PCM (a mount): its queue and its counters.
+/// Fed with `try_send`: a mount that falls behind loses blocks (counted),
+/// it never holds up the station.
+#[derive(Clone)]
+pub struct Tap {
+    pub tx: crossbeam_channel::Sender<PcmBlock>,
+    pub stats: Arc<Stats>,
 }
 
 /// Spawns the encoder thread. It ends when the PCM queue closes (after
@@ -45,13 +59,14 @@ pub fn spawn(
     settings: LameSettings,
     pcm_rx: crossbeam_channel::Receiver<PcmBlock>,
     frames_tx: tokio::sync::mpsc::Sender<Frame>,
+    taps: Vec<Tap>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("encoder".into()).spawn(move || {
         let health = stats.components.encoder.clone();
         let mut seq = 0u64;
-        supervise::run(&health, &stop, || match encode(settings, &pcm_rx, &frames_tx, &stats, &mut seq) {
+        supervise::run(&health, &stop, || match encode(settings, &pcm_rx, &frames_tx, &taps, &stats, &mut seq) {
             Ok(()) => Exit::Done,
             Err(e) => Exit::Failed(e),
         });
@@ -65,6 +80,7 @@ fn encode(
     settings: LameSettings,
     pcm_rx: &crossbeam_channel::Receiver<PcmBlock>,
     frames_tx: &tokio::sync::mpsc::Sender<Frame>,
+    taps: &[Tap],
     stats: &Stats,
     seq: &mut u64,
 ) -> Result<(), LameError> {
@@ -75,6 +91,17 @@ fn encode(
     while let Ok(block) = pcm_rx.recv() {
         let frames = block.samples.len() as u64 / 2;
         stats.pcm_queued.fetch_sub(frames as i64, Ordering::Relaxed);
+        for tap in taps {
+            match tap.tx.try_send(block.clone()) {
+                Ok(()) => {
+                    tap.stats.pcm_queued.fetch_add(frames as i64, Ordering::Relaxed);
+                }
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    tap.stats.pcm_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
+            }
+        }
         if Faults::take(&stats.faults.encoder_error) {
             return Err(LameError::Encode("injected fault (test switch)".into()));
         }
@@ -89,7 +116,7 @@ fn encode(
             // What the listener hears in the middle of this frame.
             let heard_at = (*seq * MP3_FRAME_SAMPLES + MP3_FRAME_SAMPLES / 2).saturating_sub(LAME_DELAY);
             let on_air = labels.at(MediaTime(heard_at));
-            let frame = Frame { seq: *seq, media_time, on_air, data: Bytes::from(bytes) };
+            let frame = Frame { seq: *seq, media_time, on_air, data: Bytes::from(bytes), source: Some(*seq) };
             *seq += 1;
             if frames_tx.blocking_send(frame).is_err() {
                 return Ok(());

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{header_safe, HttpState, IcyWriter};
+use crate::broadcast::mount::Mount;
 use crate::broadcast::{Conn, SubscribeError};
 
 /// The longest request head accepted.
@@ -30,6 +31,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A listener's request, as the stream needs it.
 pub struct StreamRequest {
+    /// Which further mount (index), or `None` for the main stream.
+    pub mount: Option<usize>,
     pub head_only: bool,
     pub icy: bool,
     pub user_agent: String,
@@ -44,7 +47,7 @@ pub enum Route {
 
 /// Reads the request head; `None` when the client sent nothing usable in
 /// time (the connection is simply closed) or too much.
-pub async fn read_head(stream: &mut TcpStream) -> Option<Route> {
+pub async fn read_head(stream: &mut TcpStream, mounts: &[Arc<Mount>]) -> Option<Route> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
@@ -57,7 +60,7 @@ pub async fn read_head(stream: &mut TcpStream) -> Option<Route> {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(_)) => return Some(classify(&req)),
+                Ok(httparse::Status::Complete(_)) => return Some(classify(&req, mounts)),
                 Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => continue,
                 // Malformed, too many headers or too long: hyper answers it.
                 _ => return Some(None),
@@ -72,16 +75,18 @@ pub async fn read_head(stream: &mut TcpStream) -> Option<Route> {
 }
 
 /// A stream request, or `None` for hyper to handle.
-fn classify(req: &httparse::Request<'_, '_>) -> Option<StreamRequest> {
+fn classify(req: &httparse::Request<'_, '_>, mounts: &[Arc<Mount>]) -> Option<StreamRequest> {
     let head_only = match req.method? {
         "GET" => false,
         "HEAD" => true,
         _ => return None,
     };
     let path = req.path?.split('?').next().unwrap_or("");
-    if path != "/stream.mp3" && path != "/stream" {
-        return None;
-    }
+    let mount = match mounts.iter().position(|m| m.path == path) {
+        Some(i) => Some(i),
+        None if path == "/stream.mp3" || path == "/stream" => None,
+        None => return None,
+    };
     let header = |name: &str| {
         req.headers
             .iter()
@@ -90,20 +95,21 @@ fn classify(req: &httparse::Request<'_, '_>) -> Option<StreamRequest> {
             .map(str::trim)
     };
     Some(StreamRequest {
+        mount,
         head_only,
         icy: header("icy-metadata") == Some("1"),
         user_agent: header("user-agent").unwrap_or("").chars().take(200).collect(),
     })
 }
 
-/// The stream's response headers.
-pub fn stream_headers(state: &HttpState, icy: bool) -> String {
+/// The stream's response headers (`bitrate_kbps`: the mount's).
+pub fn stream_headers(state: &HttpState, icy: bool, bitrate_kbps: u32) -> String {
     let cfg = &state.config;
     let mut h = String::with_capacity(320);
     h.push_str("HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\nCache-Control: no-cache, no-store\r\nPragma: no-cache\r\n");
     h.push_str("Access-Control-Allow-Origin: *\r\n");
     h.push_str(&format!("icy-name: {}\r\n", header_safe(&cfg.server.station_name)));
-    h.push_str(&format!("icy-br: {}\r\nicy-sr: {}\r\nicy-pub: 0\r\n", cfg.stream.bitrate_kbps, cfg.stream.sample_rate));
+    h.push_str(&format!("icy-br: {}\r\nicy-sr: {}\r\nicy-pub: 0\r\n", bitrate_kbps, cfg.stream.sample_rate));
     if icy {
         h.push_str(&format!("icy-metaint: {}\r\n", cfg.stream.icy_metaint));
     }
@@ -120,12 +126,17 @@ fn plain(status: &str, body: &str) -> String {
 
 /// Serves a stream request: headers, then the socket goes to a shard.
 pub async fn stream(state: &Arc<HttpState>, mut socket: TcpStream, peer: SocketAddr, req: StreamRequest) {
+    let (hub, bitrate_kbps) = match req.mount.and_then(|i| state.mounts.get(i)) {
+        Some(m) => (&m.hub, m.bitrate_kbps),
+        None => (&state.hub, state.config.stream.bitrate_kbps),
+    };
     if req.head_only {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(stream_headers(state, req.icy).as_bytes())).await;
+        let headers = stream_headers(state, req.icy, bitrate_kbps);
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(headers.as_bytes())).await;
         let _ = socket.shutdown().await;
         return;
     }
-    let sub = match state.hub.subscribe(state.config.server.max_listeners) {
+    let sub = match hub.subscribe(state.config.server.max_listeners) {
         Ok(s) => s,
         Err(e) => {
             let body = match e {
@@ -137,12 +148,12 @@ pub async fn stream(state: &Arc<HttpState>, mut socket: TcpStream, peer: SocketA
             return;
         }
     };
-    let headers = stream_headers(state, req.icy);
+    let headers = stream_headers(state, req.icy, bitrate_kbps);
     if !matches!(tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(headers.as_bytes())).await, Ok(Ok(()))) {
         return;
     }
     let icy = req.icy.then(|| IcyWriter::new(state.config.stream.icy_metaint));
-    state.hub.attach(Conn::new(socket, sub, icy, peer.to_string(), req.user_agent));
+    hub.attach(Conn::new(socket, sub, icy, peer.to_string(), req.user_agent));
 }
 
 /// A socket with bytes already read put back in front of it.

@@ -102,7 +102,7 @@ mod tests {
         let mut w = IcyWriter::new(1000);
         let mut out = Vec::new();
         for seq in 0..10 {
-            let frame = Frame { seq, media_time: MediaTime(0), on_air: on_air.clone(), data: Bytes::from(vec![0xAA; 417]) };
+            let frame = Frame { seq, media_time: MediaTime(0), on_air: on_air.clone(), data: Bytes::from(vec![0xAA; 417]), source: None };
             w.push(&frame, &mut out);
         }
         let stream: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();

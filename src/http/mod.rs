@@ -63,6 +63,8 @@ pub struct HttpState {
     pub republish: Arc<tokio::sync::Notify>,
     /// The dashboard's plots.
     pub history: status::History,
+    /// Further mounts, by path.
+    pub mounts: Vec<Arc<crate::broadcast::mount::Mount>>,
     /// Asks the indexer for a rescan (the admin API).
     pub rescan: Option<crossbeam_channel::Sender<()>>,
     /// Switches the active plugin (the admin API).
@@ -134,7 +136,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
 
 /// One connection: a listener for the shards, or hyper's.
 async fn connection(mut stream: tokio::net::TcpStream, peer: std::net::SocketAddr, state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>) {
-    let prefix = match front::read_head(&mut stream).await {
+    let prefix = match front::read_head(&mut stream, &state.mounts).await {
         None => return,
         Some(front::Route::Stream(req)) => return front::stream(&state, stream, peer, req).await,
         Some(front::Route::Hyper(prefix)) => prefix,

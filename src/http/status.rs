@@ -44,6 +44,8 @@ pub struct Status {
     pub listeners: Listeners,
     /// Icecast servers the stream is pushed to.
     pub outputs: Vec<crate::broadcast::icecast::OutputReport>,
+    /// Further mounts: the same mix at other bitrates.
+    pub mounts: Vec<crate::broadcast::mount::MountReport>,
     pub library: Library,
     pub mixer: MixerStatus,
     pub ordering: crate::ordering::OrderingStatus,
@@ -106,6 +108,8 @@ pub struct BroadcastStatus {
     pub drift_ms: f64,
     pub burst_s: f64,
     pub media_time_s: f64,
+    /// The main encoder's CPU time over the uptime, percent of a core.
+    pub encoder_cpu_percent: f64,
     /// What the title says while there is no music on air for a reason
     /// listeners are told (a stage restarting); null otherwise.
     pub note: Option<&'static str>,
@@ -232,6 +236,7 @@ impl StatusSource {
                 drift_ms: s.drift_us.load(Ordering::Relaxed) as f64 / 1000.0,
                 burst_s: self.hub.burst_s(),
                 media_time_s: frames_sent as f64 * frame_s,
+                encoder_cpu_percent: s.encode_ns.load(Ordering::Relaxed) as f64 / 1e9 / s.started.elapsed().as_secs_f64().max(1e-9) * 100.0,
                 note,
             },
             listeners: Listeners {
@@ -242,6 +247,7 @@ impl StatusSource {
                 refused_full: s.listeners_refused.load(Ordering::Relaxed),
             },
             outputs: s.outputs.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|o| o.report()).collect(),
+            mounts: s.mounts.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|m| m.report()).collect(),
             library,
             mixer: MixerStatus {
                 crossfade_s: self.config.mixer.crossfade_s,

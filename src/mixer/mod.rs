@@ -74,7 +74,7 @@ impl OnAir {
 }
 
 /// A run of mixed audio, all of it under one label.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PcmBlock {
     pub start: MediaTime,
     /// Interleaved stereo at the station rate.
