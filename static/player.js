@@ -74,13 +74,44 @@ events.addEventListener('requests', e => {
 });
 
 // Play/stop: a fresh connection each time, so play always starts live.
+// In sync mode the page asks for the stream from a frame it chooses, so it
+// knows the media time of every sample it plays, and holds its position at
+// SYNC_DELAY_S behind the station clock by nudging the playback rate.
+const SYNC_DELAY_S = 3.0;
+let sync = null; // { start_s } while playing in sync
+const audio = $('audio');
+const syncPosition = () => sync && sync.start_s + audio.currentTime;
+const syncTarget = () => mediaNow() === null ? null : mediaNow() - SYNC_DELAY_S;
+window.nonstop.sync = () => sync && { at_ms: Date.now(), position_s: syncPosition(), target_s: syncTarget(),
+  rate: audio.playbackRate, started: sync.started };
+let playing = false;
 $('play').addEventListener('click', () => {
-  const a = $('audio'), playing = !a.paused;
-  if (playing) { a.pause(); a.removeAttribute('src'); a.load(); }
-  else { a.src = '/stream.mp3?t=' + Date.now(); a.play(); }
-  $('play').textContent = playing ? 'Play' : 'Stop';
-  $('play').setAttribute('aria-pressed', String(!playing));
+  playing = !playing;
+  if (!playing) { audio.pause(); audio.removeAttribute('src'); audio.load(); sync = null; }
+  else if ($('sync').checked && station) {
+    // Start a little ahead of the target; pause off the difference once
+    // playback has begun (whatever the start-up took), then nudge.
+    const k = Math.ceil((mediaNow() - SYNC_DELAY_S + 1.5 + station.lame_delay_s) / station.frame_s);
+    sync = { start_s: k * station.frame_s - station.lame_delay_s, started: false };
+    audio.src = '/stream.mp3?at=' + k;
+    audio.play();
+  } else { audio.src = '/stream.mp3?t=' + Date.now(); audio.play(); }
+  $('play').textContent = playing ? 'Stop' : 'Play';
+  $('play').setAttribute('aria-pressed', String(playing));
 });
+audio.addEventListener('playing', () => {
+  if (!sync || sync.started) return;
+  sync.started = true;
+  const ahead = syncPosition() - syncTarget();
+  if (ahead > 0.02) { audio.pause(); setTimeout(() => audio.play(), ahead * 1000); }
+});
+setInterval(() => {
+  if (!sync || !sync.started || audio.paused) return;
+  const err = syncPosition() - syncTarget();
+  // Ahead: slower; behind: faster; at most 5 %, nothing inside 5 ms.
+  audio.playbackRate = Math.abs(err) < 0.005 ? 1 : 1 - Math.max(-0.05, Math.min(0.05, err * 0.5));
+  text('sync-note', `${(err * 1000).toFixed(0)} ms off the station clock`);
+}, 250);
 
 // Requests, when the station takes them.
 fetch('/status').then(r => r.json()).then(s => {

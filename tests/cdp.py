@@ -11,6 +11,8 @@ Checks, printing one ok/FAIL line each and the figures:
   - the player page's title changes within 1 s of the frame where the
     audio changes (the station clock from /events maps media time to wall
     time; the page notes when its title changed);
+  - two player pages in sync mode, sampled for a minute, play within
+    100 ms of each other and of the station clock;
 Screenshots of both pages go to the artefacts folder.
 
 usage: cdp.py CHROMIUM BASE_URL TOKEN ARTEFACTS_DIR
@@ -88,8 +90,8 @@ class Browser:
             raise RuntimeError(f"{method}: {r['error']}")
         return r["result"]
 
-    def open(self, url):
-        target = self.send("Target.createTarget", {"url": url})["targetId"]
+    def open(self, url, window=False):
+        target = self.send("Target.createTarget", {"url": url, "newWindow": window})["targetId"]
         return Page(self, self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"])
 
     def close(self):
@@ -209,6 +211,31 @@ try:
         else:
             fail(f"player page: no title change after the transition ({change}, {len(clocks or [])} clock ticks)")
     print("screenshots:", player.screenshot("player-after.png"), dash.screenshot("dashboard-after.png"))
+    player.eval("document.getElementById('play').click(); true")  # stop
+
+    # Two pages in sync mode, each in its own window (so neither is a
+    # background tab, whose media Chromium would not load).
+    pages = [b.open(base + "/", window=True) for _ in range(2)]
+    for p in pages:
+        p.wait("window.nonstop.clocks.length > 0", 10)
+        p.eval("document.getElementById('sync').checked = true; document.getElementById('play').click(); true")
+    started = all(p.wait("window.nonstop.sync() && window.nonstop.sync().started && !document.getElementById('audio').paused", 20) for p in pages)
+    time.sleep(3)  # the start-up pause and the first nudges
+    station_err, pair_err = [], []
+    end = time.time() + 60
+    while time.time() < end:
+        a, c = (p.eval("window.nonstop.sync()") for p in pages)
+        if a and c:
+            station_err += [a["position_s"] - a["target_s"], c["position_s"] - c["target_s"]]
+            # c was sampled a moment after a: bring it back to a's moment.
+            pair_err.append(a["position_s"] - (c["position_s"] - (c["at_ms"] - a["at_ms"]) / 1000 * c["rate"]))
+        time.sleep(0.5)
+    worst = lambda xs: max((abs(x) for x in xs), default=float("inf")) * 1000
+    p95 = lambda xs: sorted(abs(x) for x in xs)[int(0.95 * (len(xs) - 1))] * 1000 if xs else float("inf")
+    msg = (f"sync mode, two pages for 60 s ({len(pair_err)} samples): apart by at most {worst(pair_err):.0f} ms "
+           f"(p95 {p95(pair_err):.0f}), off the station clock by at most {worst(station_err):.0f} ms (p95 {p95(station_err):.0f})")
+    (ok if started and worst(pair_err) <= 100 and worst(station_err) <= 100 else fail)(msg)
+    print("screenshots:", pages[0].screenshot("player-sync.png"))
 finally:
     b.close()
 sys.exit(1 if failures else 0)

@@ -129,8 +129,10 @@ impl Hub {
     }
 
     /// Takes a listener's place (`max_listeners` at most): it will start
-    /// with the last `burst_s` seconds.
-    pub fn subscribe(self: &Arc<Self>, max_listeners: usize) -> Result<Subscription, SubscribeError> {
+    /// with the last `burst_s` seconds, or at frame `from` if the log still
+    /// holds it (a player in sync mode asks for the frame it wants to know
+    /// the media time of).
+    pub fn subscribe(self: &Arc<Self>, max_listeners: usize, from: Option<u64>) -> Result<Subscription, SubscribeError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(SubscribeError::Closed);
         }
@@ -141,7 +143,7 @@ impl Hub {
         }
         let head = *self.head.borrow();
         let first = self.log.read().unwrap_or_else(|p| p.into_inner()).first;
-        let start = head.saturating_sub(self.burst_frames as u64).max(first);
+        let start = from.unwrap_or(head.saturating_sub(self.burst_frames as u64)).clamp(first, head);
         self.stats.listeners_total.fetch_add(1, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(Subscription { hub: self.clone(), id, start })

@@ -114,6 +114,10 @@ impl Cursor {
                     "listeners": self.state.hub.listener_count(),
                     "media_time_s": frames_sent as f64 * frame_s,
                     "unix_ms": unix_ms(),
+                    // Frame `k` of the stream holds media time from
+                    // `k * frame_s - lame_delay_s` (`?at=k` starts there).
+                    "frame_s": frame_s,
+                    "lame_delay_s": crate::encoder::LAME_DELAY as f64 / rate,
                     "pcm_queue_s": stats.pcm_queued.load(Ordering::Relaxed).max(0) as f64 / rate,
                     "frame_queue_s": stats.frames_queued.load(Ordering::Relaxed).max(0) as f64 * frame_s,
                     "frames_sent": frames_sent,

@@ -33,6 +33,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct StreamRequest {
     /// Which further mount (index), or `None` for the main stream.
     pub mount: Option<usize>,
+    /// The frame to start from (`?at=SEQ`), instead of the burst.
+    pub at: Option<u64>,
     pub head_only: bool,
     pub icy: bool,
     pub user_agent: String,
@@ -81,7 +83,8 @@ fn classify(req: &httparse::Request<'_, '_>, mounts: &[Arc<Mount>]) -> Option<St
         "HEAD" => true,
         _ => return None,
     };
-    let path = req.path?.split('?').next().unwrap_or("");
+    let (path, query) = req.path?.split_once('?').unwrap_or((req.path?, ""));
+    let at = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "at").and_then(|(_, v)| v.parse().ok());
     let mount = match mounts.iter().position(|m| m.path == path) {
         Some(i) => Some(i),
         None if path == "/stream.mp3" || path == "/stream" => None,
@@ -96,6 +99,7 @@ fn classify(req: &httparse::Request<'_, '_>, mounts: &[Arc<Mount>]) -> Option<St
     };
     Some(StreamRequest {
         mount,
+        at,
         head_only,
         icy: header("icy-metadata") == Some("1"),
         user_agent: header("user-agent").unwrap_or("").chars().take(200).collect(),
@@ -136,7 +140,7 @@ pub async fn stream(state: &Arc<HttpState>, mut socket: TcpStream, peer: SocketA
         let _ = socket.shutdown().await;
         return;
     }
-    let sub = match hub.subscribe(state.config.server.max_listeners) {
+    let sub = match hub.subscribe(state.config.server.max_listeners, req.at) {
         Ok(s) => s,
         Err(e) => {
             let body = match e {
