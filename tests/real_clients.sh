@@ -160,6 +160,13 @@ print(f"     media sequence {s1} -> {s2} in 3 s; newest segment ended {lag:.2f} 
 PY
 then pass "HLS playlist: segments within the target duration, sequence moving on, program dates consecutive and on the clock"; else fail "HLS playlist: $m2"; fi
 
+# In-band titles: the segments' timed ID3, read while a transition airs.
+if python3 tests/hls_id3.py "http://$addr" 150; then
+  pass "HLS titles in-band (timed ID3) where the audio changes"
+else
+  fail "HLS timed ID3 (see above)"
+fi
+
 # Prometheus's own checker on the scrape.
 if curl -sf "http://$addr/metrics" | promtool check metrics >"$work/promtool.out" 2>&1; then
   pass "promtool check metrics: /metrics is valid ($(curl -sf "http://$addr/metrics" | grep -c '^nonstop_') samples)"

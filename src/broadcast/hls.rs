@@ -1,23 +1,23 @@
 //! HLS: the stream cut into segments of about 2 s for HTTP caches and CDNs,
 //! made once for everyone.
 //!
-//! Segments are packed audio: the MPEG audio frames as they are on air, cut
-//! on frame boundaries, so consecutive segments join without a gap. The
-//! playlist is a sliding window with `EXT-X-PROGRAM-DATE-TIME` from the
-//! station's clock (the wall time each segment's first frame went on air).
-//!
-//! Not yet: the ID3 timestamp tag of packed audio (Safari wants it; with it
-//! ffmpeg 5/6 stamps the frame read across a segment boundary with the next
-//! segment's time and reports non-monotonic timestamps) and titles in-band.
-//! MPEG-TS segments would carry both.
+//! Segments are MPEG-TS ([`super::ts`]): the MPEG audio frames as they are
+//! on air, cut on frame boundaries and stamped with their media time, so
+//! consecutive segments join without a gap, and the titles as timed ID3 at
+//! the frame where each becomes audible. The playlist is a sliding window
+//! with `EXT-X-PROGRAM-DATE-TIME` from the station's clock (the wall time
+//! each segment's first frame went on air).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::ts::{Muxer, TsFrame};
 use super::Hub;
+use crate::encoder::Frame;
+use crate::mixer::OnAir;
 use crate::units::MP3_FRAME_SAMPLES;
 
 /// Frames per segment: 77 × 1152 samples is 2.01 s at 44.1 kHz.
@@ -64,7 +64,7 @@ impl Hls {
         );
         for s in window {
             m.push_str(&format!(
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}.mp3\n",
+                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}.ts\n",
                 s.program_date_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 s.duration_s,
                 s.seq
@@ -82,6 +82,29 @@ impl Hls {
     }
 }
 
+/// The title an ID3 tag carries for a label: (title, artist), or the note.
+fn title_of(on_air: &OnAir) -> (&str, &str) {
+    match (&on_air.track, on_air.note) {
+        (_, Some(note)) => (note, ""),
+        (Some(t), None) => (t.title.as_str(), t.artist.as_str()),
+        (None, None) => ("", ""),
+    }
+}
+
+/// Muxes one segment's frames (titles where the label changes).
+fn mux(muxer: &mut Muxer, frames: &[Arc<Frame>], rate: u32) -> Bytes {
+    let ts: Vec<TsFrame> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| TsFrame {
+            seq: f.seq,
+            data: &f.data,
+            title: (i > 0 && !Arc::ptr_eq(&frames[i - 1].on_air, &f.on_air)).then(|| title_of(&f.on_air)),
+        })
+        .collect();
+    Bytes::from(muxer.segment(&ts, title_of(&frames[0].on_air), rate))
+}
+
 /// Cuts the hub's frames into segments until the station stops.
 pub async fn run(hub: Arc<Hub>, hls: Arc<Hls>, mut shutdown: watch::Receiver<bool>) {
     let rate = hub.rate.0 as f64;
@@ -89,7 +112,8 @@ pub async fn run(hub: Arc<Hub>, hls: Arc<Hls>, mut shutdown: watch::Receiver<boo
     let mut head_rx = hub.head();
     let mut next = *head_rx.borrow_and_update();
     let mut seq = 0u64;
-    let mut current: Option<(BytesMut, u64, chrono::DateTime<chrono::Utc>)> = None;
+    let mut muxer = Muxer::default();
+    let mut current: Option<(Vec<Arc<Frame>>, chrono::DateTime<chrono::Utc>)> = None;
     loop {
         tokio::select! {
             _ = crate::supervise::stopped(&mut shutdown) => return,
@@ -101,16 +125,16 @@ pub async fn run(hub: Arc<Hub>, hls: Arc<Hls>, mut shutdown: watch::Receiver<boo
             current = None; // a gap (cannot happen while it keeps up): start afresh
         }
         for frame in frames.iter().take_while(|f| f.seq < head) {
-            let (buf, count, _) = current.get_or_insert_with(|| {
+            let (held, _) = current.get_or_insert_with(|| {
                 // This frame went on air (head − seq) frames ago.
                 let age = chrono::Duration::microseconds(((head - frame.seq) as f64 * frame_s * 1e6) as i64);
-                (BytesMut::with_capacity(32 * 1024), 0, chrono::Utc::now() - age)
+                (Vec::with_capacity(SEGMENT_FRAMES as usize), chrono::Utc::now() - age)
             });
-            buf.extend_from_slice(&frame.data);
-            *count += 1;
-            if *count == SEGMENT_FRAMES {
-                let (buf, count, pdt) = current.take().expect("a segment in progress");
-                hls.push(Segment { seq, duration_s: count as f64 * frame_s, program_date_time: pdt, data: buf.freeze() });
+            held.push(frame.clone());
+            if held.len() as u64 == SEGMENT_FRAMES {
+                let (held, pdt) = current.take().expect("a segment in progress");
+                let data = mux(&mut muxer, &held, hub.rate.0);
+                hls.push(Segment { seq, duration_s: held.len() as f64 * frame_s, program_date_time: pdt, data });
                 seq += 1;
             }
             next = frame.seq + 1;

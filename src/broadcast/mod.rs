@@ -20,6 +20,7 @@ mod delivery;
 pub mod hls;
 pub mod icecast;
 pub mod mount;
+pub mod ts;
 
 pub use delivery::{Conn, ListenerInfo};
 

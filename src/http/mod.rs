@@ -201,9 +201,9 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>, peer: std::net::S
             }
             None => text(StatusCode::SERVICE_UNAVAILABLE, "the first segment is not ready yet\n"),
         },
-        p if p.starts_with("/hls/") => match p["/hls/".len()..].strip_suffix(".mp3").and_then(|n| n.parse().ok()).and_then(|n| state.hls.segment(n)) {
+        p if p.starts_with("/hls/") => match p["/hls/".len()..].strip_suffix(".ts").and_then(|n| n.parse().ok()).and_then(|n| state.hls.segment(n)) {
             Some(data) => Response::builder()
-                .header(header::CONTENT_TYPE, "audio/mpeg")
+                .header(header::CONTENT_TYPE, "video/mp2t")
                 .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
                 .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
                 .body(Full::new(data).boxed())
