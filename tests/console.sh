@@ -81,10 +81,14 @@ if ctl status | python3 -c "import json,sys; s=json.load(sys.stdin); assert s['c
 else
   fail "nonstop ctl status"
 fi
-if ctl plugin harmonic && ctl plugin | tee /dev/stderr | grep -q '"active": "harmonic"' && ! ctl plugin no-such-plugin; then
+# (Output kept in variables: `tee /dev/stderr` would reopen, and truncate,
+# a log file that stderr is redirected to.)
+switched=$(ctl plugin harmonic 2>&1 || true)
+listed=$(ctl plugin 2>&1 || true)
+if grep -q '"active": "harmonic"' <<<"$switched" && grep -q '"active": "harmonic"' <<<"$listed" && ! ctl plugin no-such-plugin 2>/dev/null; then
   pass "nonstop ctl plugin: switched to harmonic after its dry run; an unknown plugin is refused"
 else
-  fail "nonstop ctl plugin"
+  fail "nonstop ctl plugin: $switched / $listed"
 fi
 # A track that is neither on air, nor planned, nor just played (the rules
 # would refuse it): the demo library is small.
