@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// are disabled. The environment variable `NONSTOP_ADMIN_TOKEN`
     /// overrides it. Default: unset.
     pub admin_token: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the
+    /// requests' per-listener cooldown). Default: none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             max_listeners: 1000,
             accept_backlog: 4096,
             admin_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

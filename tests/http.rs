@@ -403,3 +403,34 @@ async fn artwork_from_the_tags() {
     assert_eq!(get(t.addr, "/api/artwork/nope", &[]).await.status, 404);
     t.station.shutdown().await;
 }
+
+/// Behind a trusted proxy each listener (by `X-Forwarded-For`) has its own
+/// request cooldown; from anyone else the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_cooldown_per_listener_behind_a_trusted_proxy() {
+    let open = |trusted: Vec<std::net::IpAddr>| {
+        move |c: &mut nonstop::config::Config| {
+            c.requests.enabled = true;
+            c.server.trusted_proxies = trusted;
+        }
+    };
+    for (trusted, second) in [(vec!["127.0.0.1".parse().unwrap()], 201), (vec![], 429)] {
+        let t = start_station(|_| {}, open(trusted.clone())).await;
+        let (_, body) = call(t.addr, "GET", "/api/tracks?q=tones", &[], "").await;
+        let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ids: Vec<i64> = found["tracks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+        let on_air = status(t.addr).await["now_playing"]["id"].as_i64().unwrap();
+        let free: Vec<i64> = ids.into_iter().filter(|id| *id != on_air).collect();
+        let ask = |id: i64, who: &'static str| {
+            let body = format!("{{\"track_id\": {id}}}");
+            async move { call(t.addr, "POST", "/api/requests", &[("X-Forwarded-For", who)], &body).await }
+        };
+        assert_eq!(ask(free[0], "203.0.113.7").await.0, 201);
+        let (code, body) = ask(free[1], "203.0.113.8").await;
+        assert_eq!(code, second, "trusted {trusted:?}: {body}");
+        // The first listener again: inside its cooldown either way.
+        let (code, _) = ask(free[1], "203.0.113.7, 127.0.0.1").await;
+        assert_eq!(code, 429, "trusted {trusted:?}");
+        t.station.shutdown().await;
+    }
+}

@@ -86,8 +86,23 @@ pub(super) async fn queue(state: &HttpState, req: Request<Incoming>, from: &str)
     }
 }
 
+/// Who is asking: the peer, or — when the peer is a trusted proxy — the
+/// nearest address in `X-Forwarded-For` that is not one of the proxies.
+fn client_of(trusted: &[IpAddr], req: &Request<Incoming>, peer: IpAddr) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    forwarded
+        .rsplit(',')
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
 /// `POST /api/requests` from a listener.
-pub async fn request(state: &Arc<HttpState>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
+pub async fn request(state: &Arc<HttpState>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let client = client_of(&state.config.server.trusted_proxies, &req, peer);
     let settings = &state.config.requests;
     if !settings.enabled {
         return text(StatusCode::FORBIDDEN, "requests are not open on this station (requests.enabled)\n");
