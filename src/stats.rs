@@ -153,6 +153,12 @@ impl Stats {
         *self.transition.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
     }
 
+    /// The encoder's CPU time over the uptime, percent of a core.
+    pub fn encoder_cpu_percent(&self) -> f64 {
+        let uptime = self.started.elapsed().as_secs_f64().max(1e-9);
+        self.encode_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9 / uptime * 100.0
+    }
+
     pub fn set_error(&self, message: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
     }

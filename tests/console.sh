@@ -41,14 +41,7 @@ plugins_dir = "$work/plugins"
 TOML
 "$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
-addr=""
-for _ in $(seq 1 600); do
-  addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/out" | head -n1)
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/err"; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "server did not start"; exit 1; }
+listening "$pid" "$work/out" "$work/err" || { echo "server did not start"; exit 1; }
 base="http://$addr"
 # Until the demo library is analysed and a track is on air.
 for _ in $(seq 1 600); do

@@ -33,13 +33,7 @@ command -v nonstop >/dev/null && pass "the nonstop command: $(nonstop --version)
 start() { # extra args...; the station on a free local port, logs to a file
   nonstop --listen 127.0.0.1:0 "$@" >"$scratch/out" 2>"$scratch/log" &
   pid=$!
-  for _ in $(seq 1 1200); do
-    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$scratch/out" | head -n1)
-    [ -n "$addr" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$scratch/log"; return 1; }
-    sleep 0.1
-  done
-  return 1
+  listening "$pid" "$scratch/out" "$scratch/log" 1200
 }
 stop() {
   kill -INT "$pid"

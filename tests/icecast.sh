@@ -57,11 +57,7 @@ description = "beatmatched, forever"
 EOF
 "$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!; pids+=("$pid")
-for _ in $(seq 1 1200); do
-  addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/out" | head -n1)
-  [ -n "$addr" ] && break; sleep 0.1
-done
-[ -n "$addr" ] || { echo "nonstop did not start"; cat "$work/err"; exit 1; }
+listening "$pid" "$work/out" "$work/err" 1200 || { echo "nonstop did not start"; exit 1; }
 mount="http://127.0.0.1:$ice_port/nonstop.mp3"
 ice_title() { curl -sf "http://127.0.0.1:$ice_port/status-json.xsl" | py "
 import json,sys

@@ -17,3 +17,18 @@ need() {
 failures=0
 pass() { echo "ok   - $*"; }
 fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
+
+# listening PID OUT ERR [TENTHS]: waits (TENTHS × 0.1 s, default 600) for
+# the station started as PID to print "listening on http://ADDR" to OUT and
+# sets addr; fails, printing ERR, if it exits first.
+listening() {
+  local pid=$1 out=$2 err=$3 tries=${4:-600}
+  addr=""
+  for _ in $(seq 1 "$tries"); do
+    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$out" | head -n1)
+    [ -n "$addr" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$err"; return 1; }
+    sleep 0.1
+  done
+  return 1
+}

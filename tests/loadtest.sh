@@ -52,10 +52,7 @@ plugins_dir = "$work/plugins"
 EOF
 "$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/nonstop.out" 2>"$work/nonstop.err" &
 pids+=($!); nonstop_pid=$!
-for _ in $(seq 1 600); do
-  addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/nonstop.out" | head -n1)
-  [ -n "$addr" ] && break; sleep 0.1
-done
+listening "$nonstop_pid" "$work/nonstop.out" "$work/nonstop.err" || { echo "nonstop did not start"; exit 1; }
 nonstop_url="http://$addr/stream.mp3"
 wait_http "$nonstop_url"
 

@@ -29,13 +29,7 @@ printf '[ordering]\nplugins_dir = "%s/plugins"\n\n[[mounts]]\npath = "/low.mp3"\
 start() {
   "$bin" --config "$work/nonstop.toml" --listen 127.0.0.1:0 --data "$work/data" >"$work/out" 2>"$work/err" &
   pid=$!
-  for _ in $(seq 1 600); do
-    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/out" | head -n1)
-    [ -n "$addr" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err"; return 1; }
-    sleep 0.1
-  done
-  return 1
+  listening "$pid" "$work/out" "$work/err"
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 

@@ -154,6 +154,20 @@ fn downmix_weights(layout: symphonia::core::audio::Channels, n: usize) -> Vec<(f
     w
 }
 
+/// Opens `path` and lets symphonia find its format (by content, the
+/// extension as a hint) and read the tags before the audio.
+fn probe(path: &Path) -> Result<symphonia::core::probe::ProbeResult, AudioError> {
+    let file = File::open(path)?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    symphonia::default::get_probe()
+        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| AudioError::Unsupported(e.to_string()))
+}
+
 /// Cover art larger than this is not served.
 const MAX_ARTWORK_BYTES: usize = 4 << 20;
 
@@ -161,15 +175,7 @@ const MAX_ARTWORK_BYTES: usize = 4 << 20;
 /// first picture): its media type and bytes; `None` when there is none.
 pub fn artwork(path: &Path) -> Result<Option<(String, Vec<u8>)>, AudioError> {
     contain("reading the tags", || {
-        let file = File::open(path)?;
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
-        let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-            hint.with_extension(ext);
-        }
-        let mut probed = symphonia::default::get_probe()
-            .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-            .map_err(|e| AudioError::Unsupported(e.to_string()))?;
+        let mut probed = probe(path)?;
         let mut visuals: Vec<symphonia::core::meta::Visual> = Vec::new();
         if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
             visuals.extend(rev.visuals().iter().cloned());
@@ -194,15 +200,7 @@ impl Decoder {
     }
 
     fn open_unchecked(path: &Path) -> Result<Decoder, AudioError> {
-        let file = File::open(path)?;
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
-        let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-            hint.with_extension(ext);
-        }
-        let mut probed = symphonia::default::get_probe()
-            .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-            .map_err(|e| AudioError::Unsupported(e.to_string()))?;
+        let mut probed = probe(path)?;
         let mut tags = Tags::default();
         if let Some(rev) = probed.format.metadata().current() {
             tags.absorb(rev);

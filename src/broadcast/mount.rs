@@ -57,7 +57,6 @@ impl std::fmt::Debug for Mount {
 impl Mount {
     pub fn report(&self) -> MountReport {
         let s = &self.stats;
-        let uptime = s.started.elapsed().as_secs_f64().max(1e-9);
         MountReport {
             path: self.path.clone(),
             bitrate_kbps: self.bitrate_kbps,
@@ -66,7 +65,7 @@ impl Mount {
             frames_sent: s.frames_sent.load(Ordering::Relaxed),
             underruns: s.underruns.load(Ordering::Relaxed),
             pcm_dropped: s.pcm_dropped.load(Ordering::Relaxed),
-            encoder_cpu_percent: s.encode_ns.load(Ordering::Relaxed) as f64 / 1e9 / uptime * 100.0,
+            encoder_cpu_percent: s.encoder_cpu_percent(),
         }
     }
 }

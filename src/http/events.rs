@@ -87,23 +87,15 @@ impl Cursor {
             }
         }
         let published = self.state.published();
-        let ordering = &published.status.ordering;
-        let changed = |last: &mut serde_json::Value, now: serde_json::Value| (*last != now).then(|| {
-            *last = now.clone();
-            now
-        });
-        let upcoming = serde_json::to_value(&ordering.upcoming).unwrap_or_default();
-        if let Some(v) = changed(&mut self.upcoming, upcoming) {
-            out.extend_from_slice(&event("upcoming", &json!({ "tracks": v })));
-        }
-        let requests = serde_json::to_value(&ordering.requests).unwrap_or_default();
-        if let Some(v) = changed(&mut self.requests, requests) {
-            out.extend_from_slice(&event("requests", &json!({ "requests": v, "played": ordering.requests_played })));
-        }
-        let plugin = json!({ "plugin": ordering.plugin, "version": ordering.version, "reloads": ordering.reloads,
-                             "errors": ordering.errors, "fallbacks": ordering.fallbacks });
-        if let Some(v) = changed(&mut self.plugin, plugin) {
-            out.extend_from_slice(&event("plugin", &v));
+        for (name, last, now) in [
+            ("upcoming", &mut self.upcoming, &published.upcoming_event),
+            ("requests", &mut self.requests, &published.requests_event),
+            ("plugin", &mut self.plugin, &published.plugin_event),
+        ] {
+            if last != now {
+                *last = now.clone();
+                out.extend_from_slice(&event(name, now));
+            }
         }
         if self.polls % TICK_EVERY == 0 {
             let frame_s = MP3_FRAME_SAMPLES as f64 / rate;

@@ -181,12 +181,6 @@ impl StatusSource {
         })
     }
 
-    /// The whole document, built now (`/status` serves the published copy).
-    pub async fn snapshot(&self) -> Result<Status, CatalogError> {
-        let library = self.library().await?;
-        Ok(self.build(library).0)
-    }
-
     /// Everything but the library section, which is passed in; also the
     /// scheduler's library, for searches.
     fn build(&self, library: Library) -> (Status, Arc<crate::ordering::tour::Library>) {
@@ -236,7 +230,7 @@ impl StatusSource {
                 drift_ms: s.drift_us.load(Ordering::Relaxed) as f64 / 1000.0,
                 burst_s: self.hub.burst_s(),
                 media_time_s: frames_sent as f64 * frame_s,
-                encoder_cpu_percent: s.encode_ns.load(Ordering::Relaxed) as f64 / 1e9 / s.started.elapsed().as_secs_f64().max(1e-9) * 100.0,
+                encoder_cpu_percent: s.encoder_cpu_percent(),
                 note,
             },
             listeners: Listeners {
@@ -277,6 +271,11 @@ pub struct Published {
     pub admin: Bytes,
     /// The playable tracks, for `/api/tracks` searches.
     pub tracks: Arc<crate::ordering::tour::Library>,
+    /// The data of the `/events` events that follow the plan (`upcoming`,
+    /// `requests`, `plugin`), made once here for every event stream.
+    pub upcoming_event: serde_json::Value,
+    pub requests_event: serde_json::Value,
+    pub plugin_event: serde_json::Value,
 }
 
 /// Keys of the status a listener does not see: file paths, error texts,
@@ -316,10 +315,15 @@ impl Published {
     fn new(status: Status, tracks: Arc<crate::ordering::tour::Library>) -> Published {
         let mut value = serde_json::to_value(&status).expect("status serialises");
         let admin = serialise(&value);
+        let o = &value["ordering"];
+        let upcoming_event = serde_json::json!({ "tracks": o["upcoming"] });
+        let requests_event = serde_json::json!({ "requests": o["requests"], "played": o["requests_played"] });
+        let plugin_event = serde_json::json!({ "plugin": o["plugin"], "version": o["version"], "reloads": o["reloads"],
+                                               "errors": o["errors"], "fallbacks": o["fallbacks"] });
         for path in PRIVATE {
             strip(&mut value, path);
         }
-        Published { public: serialise(&value), admin, status, tracks }
+        Published { public: serialise(&value), admin, status, tracks, upcoming_event, requests_event, plugin_event }
     }
 }
 

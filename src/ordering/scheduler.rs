@@ -405,7 +405,12 @@ impl Scheduler {
 
     /// Played and planned tracks, newest first: what the next pick follows.
     pub fn history(&self) -> Vec<Arc<Track>> {
-        self.upcoming.iter().rev().map(|p| &p.track).chain(self.played.iter()).take(HISTORY).cloned().collect()
+        self.history_before(self.upcoming.len())
+    }
+
+    /// What a track placed at `at` in the plan follows, newest first.
+    fn history_before(&self, at: usize) -> Vec<Arc<Track>> {
+        self.upcoming.iter().take(at).rev().map(|p| &p.track).chain(self.played.iter()).take(HISTORY).cloned().collect()
     }
 
     pub fn rules(&self) -> &Rules {
@@ -545,9 +550,7 @@ impl Scheduler {
     /// allow `track` to follow what plays before it.
     fn allowed_position(&self, track: &Arc<Track>, from: usize) -> Option<usize> {
         (from..=self.upcoming.len().min(UPCOMING - 1)).find(|&at| {
-            let history: Vec<Arc<Track>> =
-                self.upcoming.iter().take(at).rev().map(|p| &p.track).chain(self.played.iter()).take(HISTORY).cloned().collect();
-            rules::candidates(self.library.tracks(), &history, &self.rules).0.iter().any(|t| t.id == track.id)
+            rules::candidates(self.library.tracks(), &self.history_before(at), &self.rules).0.iter().any(|t| t.id == track.id)
         })
     }
 
