@@ -354,7 +354,7 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
     let planned = plan(&aa, &ab, &settings);
     let started = Instant::now();
     let post_s = |p: &nonstop::transition::Plan| if p.mode == Mode::Beatmatched { p.glide_out_s() + 30.0 } else { 30.0 };
-    let (r, p) = render_checked(&a, &b, &planned, (&aa, &ab), &settings, rate, 30.0, post_s, false);
+    let (r, p) = render_checked(&a, &b, &planned, (&aa, &ab), &settings, rate, 30.0, post_s, false, Vec::new());
     let render_s = started.elapsed().as_secs_f64();
     // As measured from the rendered audio (see `transition::align`).
     let alignment = r.alignment.map(|al| {
@@ -590,7 +590,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         add_marks(&mut b_pcm, rate, &b.beats, MARK_B_HZ);
         let planned = plan(&a.analysis, &b.analysis, &settings);
         let post = |p: &nonstop::transition::Plan| if p.mode == Mode::Beatmatched { p.glide_out_s() } else { 0.5 };
-        let (r, aired) = render_checked(&a.pcm, &b_pcm, &planned, (&a.analysis, &b.analysis), &settings, rate, 0.0, post, false);
+        let (r, aired) = render_checked(&a.pcm, &b_pcm, &planned, (&a.analysis, &b.analysis), &settings, rate, 0.0, post, false, Vec::new());
         let line = if aired.mode == Mode::Beatmatched {
             beatmatched += 1;
             let overlap = &r.pcm[r.overlap_start * 2..r.overlap_end * 2];

@@ -133,6 +133,13 @@ struct Worker {
     on_hand: Vec<Arc<Track>>,
     /// Panics each track was on hand for.
     suspects: std::collections::HashMap<i64, u32>,
+    /// Buffers kept from one transition for the next (a track's decoded
+    /// audio, a render): a transition needs tens of megabytes, and
+    /// allocating and freeing them each time would make the resident
+    /// memory swing with every hand-over instead of holding a fixed
+    /// working set.
+    spare_track: Vec<f32>,
+    spare_render: Vec<f32>,
 }
 
 /// Why the worker stopped emitting.
@@ -167,6 +174,8 @@ pub fn spawn(
             now: MediaTime(0),
             on_hand: Vec::new(),
             suspects: std::collections::HashMap::new(),
+            spare_track: Vec::new(),
+            spare_render: Vec::new(),
         };
         crate::supervise::run(&health, &stop, || {
             w.after_restart();
@@ -425,13 +434,26 @@ impl Worker {
         };
         let b_last_s = plan.b_glide_beats.last().copied().unwrap_or(plan.b_in_s + (plan.a_end_s - plan.a_out_s));
         let b_need = seconds_to_frames(b_last_s + post_s(&plan) + B_MARGIN_S, rate);
-        let mut b = self.playing(next.track.clone(), next.analysis, reader, Vec::new(), 0);
+        let mut b_buf = std::mem::take(&mut self.spare_track);
+        b_buf.clear();
+        let mut b = self.playing(next.track.clone(), next.analysis, reader, b_buf, 0);
         self.fill(&mut b, b_need);
         let started = Instant::now();
         // Rendered, measured, and if B's beats did not land on A's, a
         // crossfade instead.
         let (r, aired) =
-            transition::render_checked(&p.buf, &b.buf, &plan, (&p.analysis, &b.analysis), &s, rate, 0.0, post_s, false);
+            transition::render_checked(
+                &p.buf,
+                &b.buf,
+                &plan,
+                (&p.analysis, &b.analysis),
+                &s,
+                rate,
+                0.0,
+                post_s,
+                false,
+                std::mem::take(&mut self.spare_render),
+            );
         self.stats.mix_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.stats.tracks_started.fetch_add(1, Ordering::Relaxed);
         tracing::info!("next: {} ({:?})", next.track.display(), aired.mode);
@@ -446,20 +468,21 @@ impl Worker {
 
         // A's part and B's head are in the render now: let them go before
         // the render plays out (tens of seconds), keeping B from where its
-        // own audio takes over.
+        // own audio takes over. A's buffer becomes the next B's head; B's
+        // keeps its room for when it is A.
+        self.spare_track = std::mem::take(&mut p.buf);
         drop(p);
         // B is audible from the first frame of the render.
         let handover = seconds_to_frames(HANDOVER_S, rate).min(r.pcm.len() / 2);
         let b_from = r.b_next_frame.saturating_sub(handover);
         b.buf.drain(..(b_from * 2).min(b.buf.len()));
-        b.buf.shrink_to_fit();
         b.at = b_from;
         let body = r.pcm.len() / 2 - handover;
         self.emit_slice(&r.pcm[..body * 2], &b.on_air)?;
         // Crossfade the render's tail into B's own audio at the same place.
         self.fill(&mut b, r.b_next_frame - b_from + 1);
         let mut tail = r.pcm[body * 2..].to_vec();
-        drop(r.pcm);
+        self.spare_render = r.pcm;
         for i in 0..handover {
             let x = (i as f32 + 0.5) / handover as f32;
             for c in 0..2 {
@@ -469,8 +492,6 @@ impl Worker {
         }
         self.emit(tail, b.on_air.clone())?;
         b.buf.drain(..((r.b_next_frame - b_from) * 2).min(b.buf.len()));
-        // B streams from here: give back the room its head took.
-        b.buf.shrink_to_fit();
         b.at = r.b_next_frame;
         Ok(Some(b))
     }

@@ -13,7 +13,7 @@ mod render;
 
 pub use plan::{plan, track_gain_db, Fallback, Mode, Plan, TransitionSettings};
 pub use align::Alignment;
-pub use render::{render, Rendered};
+pub use render::{render, render_into, Rendered};
 
 /// A transition as it aired, as /status shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,6 +38,7 @@ pub const MAX_MISALIGNMENT_MS: f64 = 15.0;
 /// the same place, saying why. `post_s` gives the seconds to render after
 /// the overlap for a plan. Returns the render and the plan rendered; the
 /// render's `alignment` is the beatmatched attempt's in either case.
+/// `recycled`: an allocation to render into (see `render_into`).
 #[allow(clippy::too_many_arguments)]
 pub fn render_checked(
     a: &[f32],
@@ -49,12 +50,13 @@ pub fn render_checked(
     pre_s: f64,
     post_s: impl Fn(&Plan) -> f64,
     keep_parts: bool,
+    recycled: Vec<f32>,
 ) -> (Rendered, Plan) {
-    let r = render(a, b, plan, s, rate, pre_s, post_s(plan), keep_parts);
+    let r = render_into(recycled, a, b, plan, s, rate, pre_s, post_s(plan), keep_parts);
     let Some(al) = r.alignment.filter(|al| !al.acceptable(MAX_MISALIGNMENT_MS)) else {
         return (r, plan.clone());
     };
-    drop(r);
+    let recycled = r.pcm;
     let reason = format!(
         "beats did not line up when rendered (median {:.1} ms off, {:.0}% on the beat)",
         al.median_ms,
@@ -62,7 +64,7 @@ pub fn render_checked(
     );
     let len = s.crossfade_s.min(plan.a_end_s - plan.a_out_s);
     let fallback = Plan::crossfade(analyses.0, analyses.1, s, plan.a_out_s, plan.a_out_s + len, Fallback::Misaligned, reason);
-    let mut again = render(a, b, &fallback, s, rate, pre_s, post_s(&fallback), keep_parts);
+    let mut again = render_into(recycled, a, b, &fallback, s, rate, pre_s, post_s(&fallback), keep_parts);
     again.alignment = Some(al);
     (again, fallback)
 }

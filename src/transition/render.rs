@@ -193,6 +193,24 @@ pub fn render(
     post_s: f64,
     keep_parts: bool,
 ) -> Rendered {
+    render_into(Vec::new(), a, b, plan, s, rate, pre_s, post_s, keep_parts)
+}
+
+/// `render` into `recycled`'s allocation (its contents are discarded): a
+/// caller that renders transition after transition keeps one output
+/// buffer instead of allocating and freeing tens of megabytes each time.
+#[allow(clippy::too_many_arguments)]
+pub fn render_into(
+    recycled: Vec<f32>,
+    a: &[f32],
+    b: &[f32],
+    plan: &Plan,
+    s: &TransitionSettings,
+    rate: SampleRate,
+    pre_s: f64,
+    post_s: f64,
+    keep_parts: bool,
+) -> Rendered {
     let a_offset_s = (plan.a_out_s - pre_s).max(0.0);
     let a0 = frame(a_offset_s, rate);
     let ov_start = frame(plan.a_out_s, rate) - a0;
@@ -208,7 +226,10 @@ pub fn render(
         Mode::Beatmatched => frame(MAX_CORRECTION_S, rate),
         Mode::Crossfade => 0,
     };
-    let mut pcm = vec![0.0f32; (total + spare) * 2];
+    let mut pcm = recycled;
+    pcm.clear();
+    pcm.reserve_exact((total + spare) * 2);
+    pcm.resize((total + spare) * 2, 0.0);
     let b_next_frame;
     match plan.mode {
         Mode::Beatmatched => {
