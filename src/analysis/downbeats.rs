@@ -46,28 +46,75 @@ fn low_accents(f: &Features, beats: &[f64]) -> Vec<f64> {
     low
 }
 
+/// The standardised harmonic change at each beat: the cosine distance
+/// between the (log-compressed) chroma of the beat before it and the beat
+/// it starts. Chords and bass notes change on the one.
+fn harmonic_changes(f: &Features, beats: &[f64]) -> Vec<f64> {
+    let chroma: Vec<[f64; 12]> = beats
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (Features::frame_at(w[0]), Features::frame_at(w[1]).min(f.chroma.len()));
+            let mut c = [0.0f64; 12];
+            for frame in &f.chroma[a.min(b)..b] {
+                for (x, v) in c.iter_mut().zip(frame) {
+                    *x += *v as f64;
+                }
+            }
+            let n = b.saturating_sub(a).max(1) as f64;
+            c = c.map(|x| (1.0 + 100.0 * x / n).ln());
+            let norm = c.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+            c.map(|x| x / norm)
+        })
+        .collect();
+    // Beat i starts chroma interval i; the first has nothing before it.
+    let mut change = vec![0.0; beats.len()];
+    for i in 1..chroma.len() {
+        change[i] = 1.0 - chroma[i - 1].iter().zip(&chroma[i]).map(|(x, y)| x * y).sum::<f64>();
+    }
+    let mean = change[1..chroma.len().max(1)].iter().sum::<f64>() / (chroma.len().max(2) - 1) as f64;
+    change[0] = mean;
+    for c in change.iter_mut().skip(chroma.len()) {
+        *c = mean;
+    }
+    standardise(&mut change);
+    change
+}
+
+/// The mean of `cue` over the beats at each phase of `meter`.
+fn by_phase(cue: &[f64], meter: usize) -> Vec<f64> {
+    (0..meter)
+        .map(|p| {
+            let v: Vec<f64> = (p..cue.len()).step_by(meter).map(|i| cue[i]).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        })
+        .collect()
+}
+
 /// Finds meter and downbeat phase for `beats`.
 pub fn estimate(f: &Features, beats: &[f64]) -> Bars {
     if beats.len() < 8 {
         return Bars { meter: 4, phase: 0, confidence: 0.0 };
     }
     let low = low_accents(f, beats);
-    // For each meter: the phase whose beats carry the most, and by how much.
+    let harmony = harmonic_changes(f, beats);
+    // The meter, from the kick band: the phase whose beats carry the
+    // most, and by how much.
     let best = |meter: usize| {
-        let on = |p: usize| {
-            let v: Vec<f64> = (p..low.len()).step_by(meter).map(|i| low[i]).collect();
-            v.iter().sum::<f64>() / v.len().max(1) as f64
-        };
-        let mut s: Vec<(usize, f64)> = (0..meter).map(|p| (p, on(p))).collect();
+        let mut s: Vec<(usize, f64)> = by_phase(&low, meter).into_iter().enumerate().collect();
         s.sort_by(|x, y| y.1.total_cmp(&x.1));
         let rest = s[1..].iter().map(|x| x.1).sum::<f64>() / (meter - 1) as f64;
-        (s[0].0, s[0].1 - rest)
+        s[0].1 - rest
     };
-    let (p4, c4) = best(4);
-    let (p3, c3) = best(3);
-    if c3 > 1.3 * c4 && c3 > 0.8 {
-        Bars { meter: 3, phase: p3, confidence: c3 }
-    } else {
-        Bars { meter: 4, phase: p4, confidence: c4 }
+    let (c4, c3) = (best(4), best(3));
+    let (meter, confidence) = if c3 > 1.3 * c4 && c3 > 0.8 { (3, c3) } else { (4, c4) };
+    // The phase: each cue's preference across the phases, standardised so
+    // that both have the same say, summed.
+    let mut score = vec![0.0; meter];
+    for cue in [&low, &harmony] {
+        let mut s = by_phase(cue, meter);
+        standardise(&mut s);
+        score.iter_mut().zip(&s).for_each(|(x, v)| *x += v);
     }
+    let phase = (0..meter).max_by(|&x, &y| score[x].total_cmp(&score[y])).unwrap_or(0);
+    Bars { meter: meter as u8, phase, confidence }
 }

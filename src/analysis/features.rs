@@ -28,6 +28,9 @@ const LOW_HZ: f32 = 150.0;
 const MID_HZ: (f32, f32) = (200.0, 3_000.0);
 /// The high band: above this.
 const HIGH_HZ: f32 = 5_000.0;
+/// The range folded into the frame chroma: bass notes to the upper
+/// harmonics of chords, below most of the drums' noise.
+const CHROMA_HZ: (f32, f32) = (60.0, 2_000.0);
 
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -51,6 +54,9 @@ pub struct Features {
     /// Log energy per `FINE_HOP` samples (0.5 ms), never more than 8 dB
     /// under the previous 10 ms: where exactly a beat's attack is.
     pub fine: Vec<f32>,
+    /// Chroma per frame: spectral magnitude from `CHROMA_HZ` folded onto
+    /// the 12 pitch classes (C = 0): where the harmony changes.
+    pub chroma: Vec<[f32; 12]>,
 }
 
 impl Features {
@@ -102,6 +108,9 @@ pub struct Extractor {
     bands: Vec<(usize, usize)>,
     low_bin: usize,
     bright_bin: usize,
+    /// Pitch class of each FFT bin in `CHROMA_HZ`, from `chroma_from`.
+    chroma_bins: Vec<u8>,
+    chroma_from: usize,
     /// Samples from absolute index `buf_start` on.
     buf: Vec<f32>,
     buf_start: usize,
@@ -140,7 +149,13 @@ impl Extractor {
             .collect();
         let bands = bands();
         let bin_hz = RATE as f32 / N_FFT as f32;
+        let chroma_from = (CHROMA_HZ.0 / bin_hz).ceil() as usize;
+        let chroma_bins = (chroma_from..=(CHROMA_HZ.1 / bin_hz) as usize)
+            .map(|b| ((12.0 * (b as f32 * bin_hz / 440.0).log2()).round() as i32 + 9).rem_euclid(12) as u8)
+            .collect();
         Extractor {
+            chroma_bins,
+            chroma_from,
             input: fft.make_input_vec(),
             spectrum: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
@@ -291,7 +306,17 @@ impl Extractor {
             }
         }
         std::mem::swap(&mut self.prev_bands, &mut self.cur_bands);
+        let mut chroma = [0.0f32; 12];
+        // Tonal peaks only (a bin above both neighbours): the drums'
+        // broadband noise spreads over every pitch class otherwise.
+        for (k, &pc) in self.chroma_bins.iter().enumerate() {
+            let b = self.chroma_from + k;
+            if mag[b] > mag[b - 1] && mag[b] >= mag[b + 1] {
+                chroma[pc as usize] += mag[b];
+            }
+        }
         let f = &mut self.f;
+        f.chroma.push(chroma);
         f.onset.push(flux);
         f.low_onset.push(low_flux);
         f.mid_onset.push(mid_flux);
