@@ -583,6 +583,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     }
     let (mut all_errors, mut beatmatched, mut fell_back, mut on_beat_pairs) = (Vec::new(), 0, 0, 0);
     let mut fallback_reasons: Vec<String> = Vec::new();
+    let mut lag_differences: Vec<f64> = Vec::new();
     for (i, j) in pairs {
         let (a, b) = (&clips[i], &clips[j]);
         // B's clicks at their own frequency.
@@ -597,12 +598,20 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let (ta, tb) = (mark_onsets(overlap, rate, MARK_A_HZ), mark_onsets(overlap, rate, MARK_B_HZ));
             let beat = 60.0 / a.bpm;
             // Each of B's clicks against the nearest of A's.
-            let mut errors: Vec<f64> = tb
+            let mut signed: Vec<f64> = tb
                 .iter()
                 .filter_map(|t| ta.iter().map(|x| (t - x) * 1000.0).min_by(|x, y| x.abs().total_cmp(&y.abs())))
                 .filter(|e| e.abs() <= beat * 500.0)
-                .map(f64::abs)
                 .collect();
+            signed.sort_by(f64::total_cmp);
+            // The systematic lag, as the clicks show it and as the station
+            // measured it from the music alone.
+            let clicks_lag = signed.get(signed.len() / 2).copied().unwrap_or(f64::NAN);
+            let self_lag = r.alignment.map_or(f64::NAN, |al| al.lag_ms);
+            if (clicks_lag - self_lag).is_finite() {
+                lag_differences.push((clicks_lag - self_lag).abs());
+            }
+            let mut errors: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             errors.sort_by(f64::total_cmp);
             let q = |p: f64| errors.get(((errors.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
             let on_beat = errors.iter().filter(|e| **e <= 20.0).count() as f64 / errors.len().max(1) as f64;
@@ -610,16 +619,16 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
                 on_beat_pairs += 1;
             }
             all_errors.extend(errors.iter().copied());
-            let measured = r.alignment.map_or(f64::NAN, |al| al.median_ms);
             format!(
-                "{} -> {}: beatmatched, {} clicks: median {:.1} ms, p95 {:.1} ms, {:.0}% on A's beats (self-measured median {:.1} ms)",
+                "{} -> {}: beatmatched, {} clicks: median {:.1} ms, p95 {:.1} ms, {:.0}% on A's beats; lag {:+.1} ms (self-measured {:+.1} ms)",
                 a.name,
                 b.name,
                 errors.len(),
                 q(0.5),
                 q(0.95),
                 on_beat * 100.0,
-                measured
+                clicks_lag,
+                self_lag
             )
         } else {
             fell_back += 1;
@@ -632,6 +641,10 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         }
     }
     all_errors.sort_by(f64::total_cmp);
+    lag_differences.sort_by(f64::total_cmp);
+    let lag_agreement = lag_differences.get(lag_differences.len() / 2).copied().unwrap_or(f64::NAN);
+    let lag_agreement_p95 =
+        lag_differences.get(((lag_differences.len().max(1) - 1) as f64 * 0.95).round() as usize).copied().unwrap_or(f64::NAN);
     let q = |p: f64| all_errors.get(((all_errors.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
@@ -641,6 +654,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         "p95_ms": (q(0.95) * 10.0).round() / 10.0,
         "pairs_95pct_on_beat": on_beat_pairs,
         "on_beat": all_errors.iter().filter(|e| **e <= 20.0).count() as f64 / all_errors.len().max(1) as f64,
+        "self_lag_off_median_ms": (lag_agreement * 10.0).round() / 10.0,
+        "self_lag_off_p95_ms": (lag_agreement_p95 * 10.0).round() / 10.0,
     });
     if json {
         println!("{summary}");
@@ -655,6 +670,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             q(0.95),
             summary["on_beat"].as_f64().unwrap_or(0.0) * 100.0,
             all_errors.len()
+        );
+        println!(
+            "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile"
         );
     }
     Ok(beatmatched + fell_back > 0)
