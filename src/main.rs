@@ -208,6 +208,18 @@ struct CommonArgs {
     library: Option<PathBuf>,
 }
 
+impl CommonArgs {
+    /// These, with what is missing taken from `outer` (the options given
+    /// before the command: `nonstop --library DIR scan`).
+    fn or(self, outer: &CommonArgs) -> CommonArgs {
+        CommonArgs {
+            config: self.config.or_else(|| outer.config.clone()),
+            data: self.data.or_else(|| outer.data.clone()),
+            library: self.library.or_else(|| outer.library.clone()),
+        }
+    }
+}
+
 fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
     let default = PathBuf::from("config/nonstop.toml");
     let mut config = match &args.config {
@@ -259,8 +271,10 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let outer = cli.serve.common.clone();
+    let load_config = |args: &CommonArgs| load_config(&args.clone().or(&outer));
     let args = match cli.command {
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => ServeArgs { listen: args.listen.or(cli.serve.listen), common: args.common.or(&outer) },
         None => cli.serve,
         Some(Command::Analyze { json, paths }) => return exit_if_none_ok(commands::analyze(&paths, json)?),
         Some(Command::Scan(args)) => return commands::scan(&load_config(&args)?),
