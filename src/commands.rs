@@ -359,8 +359,9 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
     // As measured from the rendered audio (see `transition::align`).
     let alignment = r.alignment.map(|al| {
         serde_json::json!({
-            "median": round_to(al.median_ms, 2),
-            "p95": round_to(al.p95_ms, 2),
+            "lag": round_to(al.lag_ms, 2),
+            "scatter": round_to(al.scatter_ms, 2),
+            "scatter_p95": round_to(al.scatter_p95_ms, 2),
             "on_beat": round_to(al.on_beat, 3),
             "corrected": round_to(al.corrected_ms, 2),
             "windows": al.windows,

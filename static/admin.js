@@ -74,7 +74,7 @@ function render(s) {
   $('transitions').replaceChildren(...s.mixer.recent_transitions.map(t => row([
     cell(t.at_s.toFixed(1) + ' s', 'num'), cell(t.from + ' → ' + t.to),
     cell(t.mode + (t.reason ? ' (' + t.reason + ')' : '')), cell(t.overlap_bars, 'num'), cell(t.stretch_ratio.toFixed(4), 'num'),
-    cell(t.alignment ? t.alignment.median_ms.toFixed(1) + ' / ' + t.alignment.p95_ms.toFixed(1) + ' ms' : '–', 'num'),
+    cell(t.alignment ? (t.alignment.lag_ms >= 0 ? '+' : '') + t.alignment.lag_ms.toFixed(1) + ' ms' : '–', 'num'),
     cell(t.alignment ? Math.round(t.alignment.on_beat * 100) + '%' : '–', 'num')])));
   $('components').replaceChildren(...Object.entries(s.components).map(([k, c]) => row([
     cell(k), cell(c.alive ? 'alive' : 'down', c.alive ? 'ok' : 'bad'), cell(c.restarts, 'num'),

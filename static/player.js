@@ -65,7 +65,7 @@ events.addEventListener('transition', e => {
   coming = t;
   const how = t.mode === 'beatmatched' ? 'beatmatched' : 'crossfaded' + (t.reason ? ' (' + t.reason + ')' : '');
   text('last', 'Last transition: ' + t.from + ' → ' + t.to + ', ' + how +
-    (t.alignment ? ', beats ' + t.alignment.median_ms.toFixed(1) + ' ms apart' : ''));
+    (t.alignment ? ', beats ' + Math.abs(t.alignment.lag_ms).toFixed(1) + ' ms apart' : ''));
 });
 events.addEventListener('requests', e => {
   const r = JSON.parse(e.data).requests;

@@ -143,7 +143,7 @@ fn transition(a: Clicks, b: Clicks) -> Measured {
     errors.sort_by(f64::total_cmp);
     let q = |p: f64| errors[((errors.len() - 1) as f64 * p).round() as usize];
     let alignment = r.alignment.expect("a beatmatched render measures itself");
-    Measured { median_ms: q(0.5), p95_ms: q(0.95), measured: errors.len(), self_median_ms: alignment.median_ms }
+    Measured { median_ms: q(0.5), p95_ms: q(0.95), measured: errors.len(), self_median_ms: alignment.lag_ms.abs() }
 }
 
 #[test]
@@ -158,7 +158,7 @@ fn clicks_of_b_land_on_clicks_of_a_to_a_millisecond() {
     for (a, b) in pairs {
         let m = transition(a, b);
         println!(
-            "{:.0} BPM {:?} @ {} Hz -> {:.0} BPM {:?} @ {} Hz: {} clicks, median {:.2} ms, p95 {:.2} ms; self-measured median {:.2} ms",
+            "{:.0} BPM {:?} @ {} Hz -> {:.0} BPM {:?} @ {} Hz: {} clicks, median {:.2} ms, p95 {:.2} ms; self-measured lag {:.2} ms",
             a.bpm, a.shape, a.rate, b.bpm, b.shape, b.rate, m.measured, m.median_ms, m.p95_ms, m.self_median_ms
         );
         if m.median_ms > 1.0 || m.p95_ms > 3.0 || (m.self_median_ms - m.median_ms).abs() > 1.5 {

@@ -87,7 +87,7 @@ pub fn render(stats: &Stats, hub: &Hub, bitrate_kbps: u32) -> String {
     r.register("transition_fallbacks", "Crossfades aired instead of a beatmatched transition, by reason", fallbacks);
     let last_alignment = stats.transition.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|t| t.alignment);
     if let Some(a) = last_alignment {
-        gauge(&mut r, "transition_alignment", "Median distance of B's beats from A's in the last measured transition", Some(Unit::Seconds), a.median_ms / 1000.0);
+        gauge(&mut r, "transition_alignment", "How far B's beats sat from A's (the median lag, either way) in the last measured transition", Some(Unit::Seconds), a.lag_ms.abs() / 1000.0);
     }
 
     let cpu = Family::<Labels, FloatCounter>::default();

@@ -30,11 +30,16 @@ pub const ON_BEAT_MS: f64 = 20.0;
 /// What the measurement found.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Alignment {
-    /// Median of the signed lags (B after A is positive), ms.
+    /// The alignment: how far B's beats sit after A's (negative: before),
+    /// the median of the signed lags beat by beat, ms.
     pub lag_ms: f64,
-    /// Median and 95th percentile of |lag| over the measured windows, ms.
-    pub median_ms: f64,
-    pub p95_ms: f64,
+    /// Median and 95th percentile of |lag| beat by beat, ms: how far apart
+    /// the two songs' loudest attacks at each beat are. Not the alignment:
+    /// where the grids coincide, one beat's loudest attack is A's snare,
+    /// the next B's kick, and two songs' instruments are some
+    /// milliseconds apart anyway.
+    pub scatter_ms: f64,
+    pub scatter_p95_ms: f64,
     /// 90th percentile of the lags' distance from their median, ms: how
     /// consistent the lag is.
     pub spread_ms: f64,
@@ -192,8 +197,8 @@ pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
     if lags.is_empty() {
         return Some(Alignment {
             lag_ms: f64::NAN,
-            median_ms: f64::NAN,
-            p95_ms: f64::NAN,
+            scatter_ms: f64::NAN,
+            scatter_p95_ms: f64::NAN,
             spread_ms: f64::NAN,
             on_beat: 0.0,
             windows: 0,
@@ -213,8 +218,8 @@ pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
     spread.sort_by(f64::total_cmp);
     Some(Alignment {
         lag_ms,
-        median_ms: q(&abs, 0.5),
-        p95_ms: q(&abs, 0.95),
+        scatter_ms: q(&abs, 0.5),
+        scatter_p95_ms: q(&abs, 0.95),
         spread_ms: q(&spread, 0.9),
         on_beat,
         windows: abs.len(),
@@ -254,7 +259,7 @@ mod tests {
             let n = 44_100 * 20;
             let grid: Vec<f64> = (0..40).map(|k| 0.1 + 0.5 * k as f64).collect();
             let m = measure(&log_energy(&a, 0, n, rate), &log_energy(&b, 0, n, rate), &grid).unwrap();
-            assert!((m.median_ms - expect).abs() < 0.6, "shift {shift_ms}: {m:?}");
+            assert!((m.scatter_ms - expect).abs() < 0.6, "shift {shift_ms}: {m:?}");
             assert_eq!(m.on_beat, 1.0, "{m:?}");
         }
     }

@@ -58,8 +58,8 @@ pub fn render_checked(
     };
     let recycled = r.pcm;
     let reason = format!(
-        "beats did not line up when rendered (median {:.1} ms off, {:.0}% on the beat)",
-        al.median_ms,
+        "beats did not line up when rendered (B's beats {:+.1} ms from A's, {:.0}% on the beat)",
+        al.lag_ms,
         al.on_beat * 100.0
     );
     let len = s.crossfade_s.min(plan.a_end_s - plan.a_out_s);
