@@ -38,6 +38,12 @@ pub struct PitchHistogram {
     pub histogram: [f64; BINS],
 }
 
+impl Default for PitchHistogram {
+    fn default() -> Self {
+        PitchHistogram::new()
+    }
+}
+
 impl PitchHistogram {
     pub fn new() -> PitchHistogram {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FRAME);

@@ -153,41 +153,6 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
     Tempo { bpm, confidence: comb(&acf, lag_of(bpm)).clamp(0.0, 1.0) }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pulses(bpm: f64, seconds: f64) -> Vec<f32> {
-        let n = (seconds * FPS) as usize;
-        let mut x = vec![0.0f32; n];
-        let mut t = 0.0;
-        while t < seconds {
-            let i = (t * FPS).round() as usize;
-            if i < n {
-                x[i] = 1.0;
-            }
-            t += 60.0 / bpm;
-        }
-        x
-    }
-
-    #[test]
-    fn finds_pulse_tempo() {
-        for bpm in [90.0, 120.0, 128.0, 140.0, 174.0] {
-            let x = pulses(bpm, 60.0);
-            let t = estimate(&x, &x);
-            assert!((t.bpm / bpm - 1.0).abs() < 0.01, "{bpm}: {t:?}");
-        }
-    }
-
-    #[test]
-    fn acf_of_periodic_signal_peaks_at_period() {
-        let x: Vec<f32> = (0..1000).map(|i| if i % 50 == 0 { 1.0 } else { 0.0 }).collect();
-        let acf = autocorrelation(&x, 120);
-        let peak = (20..120).max_by(|&a, &b| acf[a].total_cmp(&acf[b])).unwrap();
-        assert_eq!(peak, 50);
-    }
-}
 
 /// How strongly the low band (kick, bass) and the mid band (snare, claps)
 /// alternate, beat by beat over `beats`, at periods of 2, 4 and 8 beats:
@@ -244,4 +209,40 @@ pub fn octaves(bpm: f64) -> impl Iterator<Item = f64> {
 pub fn level_score(bpm: f64, alternation: f64) -> f64 {
     let z = (bpm / TAP_PRIOR_BPM).log2() / TAP_PRIOR_OCTAVES;
     alternation - TAP_PRIOR_WEIGHT * 0.5 * z * z
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pulses(bpm: f64, seconds: f64) -> Vec<f32> {
+        let n = (seconds * FPS) as usize;
+        let mut x = vec![0.0f32; n];
+        let mut t = 0.0;
+        while t < seconds {
+            let i = (t * FPS).round() as usize;
+            if i < n {
+                x[i] = 1.0;
+            }
+            t += 60.0 / bpm;
+        }
+        x
+    }
+
+    #[test]
+    fn finds_pulse_tempo() {
+        for bpm in [90.0, 120.0, 128.0, 140.0, 174.0] {
+            let x = pulses(bpm, 60.0);
+            let t = estimate(&x, &x);
+            assert!((t.bpm / bpm - 1.0).abs() < 0.01, "{bpm}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn acf_of_periodic_signal_peaks_at_period() {
+        let x: Vec<f32> = (0..1000).map(|i| if i % 50 == 0 { 1.0 } else { 0.0 }).collect();
+        let acf = autocorrelation(&x, 120);
+        let peak = (20..120).max_by(|&a, &b| acf[a].total_cmp(&acf[b])).unwrap();
+        assert_eq!(peak, 50);
+    }
 }

@@ -353,7 +353,7 @@ impl Scheduler {
     /// no two starts open alike. Every track taken from now on is recorded
     /// in `file`.
     pub fn resume_from(&mut self, file: PathBuf, random: &mut impl rand::Rng) {
-        let saved = std::fs::read(&file).ok().map(|b| crate::catalog::path_from_key(b));
+        let saved = std::fs::read(&file).ok().map(crate::catalog::path_from_key);
         let tracks = self.library.tracks();
         let last = saved
             .and_then(|path| tracks.iter().find(|t| t.path == path).cloned())
