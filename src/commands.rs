@@ -607,14 +607,14 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             signed.sort_by(f64::total_cmp);
             // The systematic lag, as the clicks show it and as the station
             // measured it from the music alone.
-            let clicks_lag = signed.get(signed.len() / 2).copied().unwrap_or(f64::NAN);
+            let clicks_lag = nonstop::quantile(&signed, 0.5);
             let self_lag = r.alignment.map_or(f64::NAN, |al| al.lag_ms);
             if (clicks_lag - self_lag).is_finite() {
                 lag_differences.push((clicks_lag - self_lag).abs());
             }
             let mut errors: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             errors.sort_by(f64::total_cmp);
-            let q = |p: f64| errors.get(((errors.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
+            let q = |p: f64| nonstop::quantile(&errors, p);
             let on_beat = errors.iter().filter(|e| **e <= 20.0).count() as f64 / errors.len().max(1) as f64;
             if on_beat >= 0.95 {
                 on_beat_pairs += 1;
@@ -643,10 +643,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     }
     all_errors.sort_by(f64::total_cmp);
     lag_differences.sort_by(f64::total_cmp);
-    let lag_agreement = lag_differences.get(lag_differences.len() / 2).copied().unwrap_or(f64::NAN);
-    let lag_agreement_p95 =
-        lag_differences.get(((lag_differences.len().max(1) - 1) as f64 * 0.95).round() as usize).copied().unwrap_or(f64::NAN);
-    let q = |p: f64| all_errors.get(((all_errors.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let lag_agreement = nonstop::quantile(&lag_differences, 0.5);
+    let lag_agreement_p95 = nonstop::quantile(&lag_differences, 0.95);
+    let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
         "beatmatched": beatmatched,

@@ -21,6 +21,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::quantile;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -309,13 +311,6 @@ pub struct Report {
     pub server_rss_per_listener_kib: Option<f64>,
     /// The load generator's own CPU, percent of one core over the run.
     pub client_cpu_pct: f64,
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {

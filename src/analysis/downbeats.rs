@@ -1,13 +1,17 @@
 //! Bar position and meter, from the whole track. Each beat gets the
 //! kick-band accent (the onset below 150 Hz at the beat: kick drums and
-//! bass notes land on the one); for each meter (4, then 3) and phase, the
-//! mean accent of the beats at that phase against the others', over every
-//! bar of the track. 3/4 is chosen only where it clearly beats 4/4.
+//! bass notes land on the one) and the harmonic change at it (chroma of
+//! the beat before against the beat after: chords change on the one).
+//! The meter (4, or 3 where it clearly beats 4) comes from the kick band:
+//! for each phase, the mean accent of the beats at that phase against the
+//! others', over every bar of the track. The phase comes from both cues,
+//! each one's preference across the phases standardised and summed.
 //!
 //! Tried on real recordings with annotated downbeats, the snare's backbeat
-//! and the chroma change across bar lines added nothing to this: the first
-//! is as strong on 1 and 3 as on 2 and 4 once hi-hats and voices share its
-//! band, the second changes on half bars as often as on bar lines.
+//! added nothing: it is as strong on 1 and 3 as on 2 and 4 once hi-hats
+//! and voices share its band. The harmonic change alone is ambiguous
+//! between 1 and 3 about as often as the kick band; together they agree
+//! with the annotations on more clips than either.
 
 use super::beats::ONSET_LAG_S;
 use super::features::Features;

@@ -41,8 +41,8 @@ const SILENCE: f32 = -20.7;
 const MIN_SECTION: usize = 8;
 /// Beats each side in the local fit of unsteady stretches.
 const FIT_HALF_WIDTH: usize = 3;
-/// An unsteady beat's attack further than this from its local fit is not
-/// its attack.
+/// An attack further than this from the lines through its neighbours on
+/// both sides is not the beat's attack.
 const LOOSE_TOL_S: f64 = 0.025;
 
 /// The fitted grid and what it is made of.

@@ -210,17 +210,16 @@ pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
     signed.sort_by(f64::total_cmp);
     let mut abs: Vec<f64> = lags.iter().map(|l| l.abs()).collect();
     abs.sort_by(f64::total_cmp);
-    let q = |v: &[f64], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
     let on_beat =
         if b_off { 0.0 } else { abs.iter().filter(|l| **l <= ON_BEAT_MS).count() as f64 / abs.len() as f64 };
-    let lag_ms = q(&signed, 0.5);
+    let lag_ms = crate::quantile(&signed, 0.5);
     let mut spread: Vec<f64> = lags.iter().map(|l| (l - lag_ms).abs()).collect();
     spread.sort_by(f64::total_cmp);
     Some(Alignment {
         lag_ms,
-        scatter_ms: q(&abs, 0.5),
-        scatter_p95_ms: q(&abs, 0.95),
-        spread_ms: q(&spread, 0.9),
+        scatter_ms: crate::quantile(&abs, 0.5),
+        scatter_p95_ms: crate::quantile(&abs, 0.95),
+        spread_ms: crate::quantile(&spread, 0.9),
         on_beat,
         windows: abs.len(),
         tried,
