@@ -597,11 +597,19 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             beatmatched += 1;
             let overlap = &r.pcm[r.overlap_start * 2..r.overlap_end * 2];
             let (ta, tb) = (mark_onsets(overlap, rate, MARK_A_HZ), mark_onsets(overlap, rate, MARK_B_HZ));
-            let beat = 60.0 / a.bpm;
-            // Each of B's clicks against the nearest of A's.
-            let mut signed: Vec<f64> = tb
+            // Each of B's clicks against the nearest of A's — at the pulse
+            // the two share: where one clip is annotated at twice the
+            // other's tempo (the same music counted in eighths), every
+            // other click of the denser train is an off-beat of the other
+            // by annotation, so the sparser train is matched against the
+            // denser one.
+            let b_denser = b.bpm > 1.5 * a.bpm;
+            let (sparse, dense) = if b_denser { (&ta, &tb) } else { (&tb, &ta) };
+            let sign = if b_denser { -1.0 } else { 1.0 };
+            let beat = 60.0 / a.bpm.min(b.bpm);
+            let mut signed: Vec<f64> = sparse
                 .iter()
-                .filter_map(|t| ta.iter().map(|x| (t - x) * 1000.0).min_by(|x, y| x.abs().total_cmp(&y.abs())))
+                .filter_map(|t| dense.iter().map(|x| sign * (t - x) * 1000.0).min_by(|x, y| x.abs().total_cmp(&y.abs())))
                 .filter(|e| e.abs() <= beat * 500.0)
                 .collect();
             signed.sort_by(f64::total_cmp);
