@@ -617,6 +617,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             // measured it from the music alone.
             let clicks_lag = nonstop::quantile(&signed, 0.5);
             let self_lag = r.alignment.map_or(f64::NAN, |al| al.lag_ms);
+            let self_on_beat = r.alignment.map_or(f64::NAN, |al| al.on_beat);
             if (clicks_lag - self_lag).is_finite() {
                 lag_differences.push((clicks_lag - self_lag).abs());
             }
@@ -629,7 +630,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             }
             all_errors.extend(errors.iter().copied());
             format!(
-                "{} -> {}: beatmatched, {} clicks: median {:.1} ms, p95 {:.1} ms, {:.0}% on A's beats; lag {:+.1} ms (self-measured {:+.1} ms)",
+                "{} -> {}: beatmatched, {} clicks: median {:.1} ms, p95 {:.1} ms, {:.0}% on A's beats; lag {:+.1} ms (self-measured {:+.1} ms, {:.0}% of beats within 20 ms)",
                 a.name,
                 b.name,
                 errors.len(),
@@ -637,7 +638,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
                 q(0.95),
                 on_beat * 100.0,
                 clicks_lag,
-                self_lag
+                self_lag,
+                self_on_beat * 100.0
             )
         } else {
             fell_back += 1;

@@ -46,6 +46,9 @@ pub struct Alignment {
     /// Share of measured beats with B on A's beat (|lag| ≤ 20 ms); 0 when
     /// B is half a beat off.
     pub on_beat: f64,
+    /// B's loud attacks fall between its beats, not on them: half a beat
+    /// off.
+    pub half_beat_off: bool,
     /// Beats measured (both tracks had an attack there), of those tried.
     pub windows: usize,
     pub tried: usize,
@@ -61,14 +64,15 @@ impl Alignment {
         (self.windows >= 4 && self.spread_ms <= 2.0 && self.lag_ms.is_finite()).then_some(self.lag_ms)
     }
 
-    /// Whether it may air as beatmatched: B's attacks on A's beats, not
-    /// half a beat off, and no more than `max_ms` late or early overall.
-    /// (Beat by beat the loudest attacks of two songs differ by some
-    /// milliseconds even when their kicks coincide — one beat's loudest
-    /// is A's snare, the next B's kick — so the gate is the systematic
-    /// lag, with most beats within `ON_BEAT_MS`.)
+    /// Whether it may air as beatmatched: B not half a beat off, and no
+    /// more than `max_ms` late or early overall. The share of beats within
+    /// `ON_BEAT_MS` is no gate: beat by beat the loudest attacks of two
+    /// songs differ by 10–30 ms even where their beats coincide (one beat's
+    /// loudest is A's snare, the next B's kick) — on real pairs whose
+    /// marker clicks agree to 0.1 ms, 33–50% of beats measured within
+    /// 20 ms (`nonstop eval-mix`).
     pub fn acceptable(&self, max_ms: f64) -> bool {
-        self.windows * 2 >= self.tried && self.lag_ms.abs() <= max_ms && self.on_beat >= 0.5
+        self.windows * 2 >= self.tried && self.lag_ms.abs() <= max_ms && !self.half_beat_off
     }
 }
 
@@ -166,14 +170,26 @@ fn strength_at(strength: &[f32], points: impl Iterator<Item = f64>, radius: f64)
     sum / n.max(1.0)
 }
 
+/// `points` with `parts - 1` points evenly between each neighbouring two.
+fn subdivide(points: &[f64], parts: usize) -> Vec<f64> {
+    let mut out: Vec<f64> = points
+        .windows(2)
+        .flat_map(|w| (0..parts).map(move |k| w[0] + (w[1] - w[0]) * k as f64 / parts as f64))
+        .collect();
+    out.extend(points.last());
+    out
+}
+
 /// Measures how B's attacks sit on A's through an overlap: `a` and `b` are
 /// log energies (see `log_energy`) over the same output span, `grid` the
 /// beat times (seconds from the span's start) on which both should land.
 /// At each grid point the loudest attack of each track nearby is found (in
 /// the audio, not taken from the grid); their difference is the lag there.
-/// A track whose loud attacks fall between the grid points rather than on
-/// them is half a beat off, and counts as off the beat throughout.
-pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
+/// A track whose loud attacks fall between its beats rather than on them
+/// is half a beat off, and counts as off the beat throughout. B plays
+/// `b_per_beat` beats per grid interval (2 where B is counted at twice A's
+/// tempo: its own beats between the grid points are not off-beats).
+pub fn measure(a: &[f32], b: &[f32], grid: &[f64], b_per_beat: usize) -> Option<Alignment> {
     if grid.len() < 4 {
         return None;
     }
@@ -189,11 +205,14 @@ pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
             lags.push((tb - ta) * HOP_S * 1000.0);
         }
     }
-    // Half a beat off: loud attacks between the grid points, not on them.
+    // Half a beat off: loud attacks between a track's beats, not on them.
     let near = 0.015 / HOP_S;
-    let mids = || points.windows(2).map(|w| 0.5 * (w[0] + w[1]));
-    let off_grid = |s: &[f32]| strength_at(s, mids(), near) > 1.3 * strength_at(s, points.iter().copied(), near);
-    let b_off = off_grid(&sb) && !off_grid(&sa);
+    let off_grid = |s: &[f32], beats: &[f64]| {
+        let mids = beats.windows(2).map(|w| 0.5 * (w[0] + w[1]));
+        strength_at(s, mids, near) > 1.3 * strength_at(s, beats.iter().copied(), near)
+    };
+    let b_beats = subdivide(&points, b_per_beat.max(1));
+    let b_off = off_grid(&sb, &b_beats) && !off_grid(&sa, &points);
     if lags.is_empty() {
         return Some(Alignment {
             lag_ms: f64::NAN,
@@ -201,6 +220,7 @@ pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
             scatter_p95_ms: f64::NAN,
             spread_ms: f64::NAN,
             on_beat: 0.0,
+            half_beat_off: b_off,
             windows: 0,
             tried,
             corrected_ms: 0.0,
@@ -221,6 +241,7 @@ pub fn measure(a: &[f32], b: &[f32], grid: &[f64]) -> Option<Alignment> {
         scatter_p95_ms: crate::quantile(&abs, 0.95),
         spread_ms: crate::quantile(&spread, 0.9),
         on_beat,
+        half_beat_off: b_off,
         windows: abs.len(),
         tried,
         corrected_ms: 0.0,
@@ -257,9 +278,38 @@ mod tests {
             let b = kicks(0.5, 0.1 + shift_ms / 1000.0, 20.0, 180.0);
             let n = 44_100 * 20;
             let grid: Vec<f64> = (0..40).map(|k| 0.1 + 0.5 * k as f64).collect();
-            let m = measure(&log_energy(&a, 0, n, rate), &log_energy(&b, 0, n, rate), &grid).unwrap();
+            let m = measure(&log_energy(&a, 0, n, rate), &log_energy(&b, 0, n, rate), &grid, 1).unwrap();
             assert!((m.scatter_ms - expect).abs() < 0.6, "shift {shift_ms}: {m:?}");
             assert_eq!(m.on_beat, 1.0, "{m:?}");
         }
+    }
+
+    /// Kicks every `beat_s` with a louder, brighter hit between them.
+    fn kick_snare(beat_s: f64, offset_s: f64, seconds: f64) -> Vec<f32> {
+        let mut x = kicks(beat_s, offset_s, seconds, 60.0);
+        let snare = kicks(beat_s, offset_s + beat_s / 2.0, seconds, 900.0);
+        for (v, s) in x.iter_mut().zip(&snare) {
+            *v += 2.0 * s;
+        }
+        x
+    }
+
+    #[test]
+    fn b_at_twice_the_grids_tempo_is_not_half_a_beat_off() {
+        let rate = SampleRate::CD;
+        let n = 44_100 * 20;
+        // A: a kick every second; B: kick and (louder) snare, one each per second.
+        let a = kicks(1.0, 0.1, 20.0, 60.0);
+        let grid: Vec<f64> = (0..19).map(|k| 0.1 + k as f64).collect();
+        let (ea, on, off) = (log_energy(&a, 0, n, rate), kick_snare(1.0, 0.1, 20.0), kick_snare(1.0, 0.35, 20.0));
+        let counted_double = measure(&ea, &log_energy(&on, 0, n, rate), &grid, 2).unwrap();
+        assert!(counted_double.on_beat > 0.9 && counted_double.lag_ms.abs() < 1.0, "{counted_double:?}");
+        // Counted at A's tempo, the same B has its loud hits between A's beats.
+        let counted_single = measure(&ea, &log_energy(&on, 0, n, rate), &grid, 1).unwrap();
+        assert!(counted_single.half_beat_off && !counted_single.acceptable(15.0), "{counted_single:?}");
+        // A quarter of a second late is half of B's beat off.
+        let late = measure(&ea, &log_energy(&off, 0, n, rate), &grid, 2).unwrap();
+        assert!(late.half_beat_off && late.on_beat == 0.0 && !late.acceptable(15.0), "{late:?}");
+        assert!(counted_double.acceptable(15.0));
     }
 }

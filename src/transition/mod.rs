@@ -57,11 +57,13 @@ pub fn render_checked(
         return (r, plan.clone());
     };
     let recycled = r.pcm;
-    let reason = format!(
-        "beats did not line up when rendered (B's beats {:+.1} ms from A's, {:.0}% on the beat)",
-        al.lag_ms,
-        al.on_beat * 100.0
-    );
+    let reason = if al.half_beat_off {
+        "beats did not line up when rendered (B half a beat off A)".to_string()
+    } else if al.windows * 2 < al.tried {
+        format!("beats did not line up when rendered (attacks measurable at only {} of {} beats)", al.windows, al.tried)
+    } else {
+        format!("beats did not line up when rendered (B's beats {:+.1} ms from A's)", al.lag_ms)
+    };
     let len = s.crossfade_s.min(plan.a_end_s - plan.a_out_s);
     let fallback = Plan::crossfade(analyses.0, analyses.1, s, plan.a_out_s, plan.a_out_s + len, Fallback::Misaligned, reason);
     let mut again = render_into(recycled, a, b, &fallback, s, rate, pre_s, post_s(&fallback), keep_parts);
