@@ -9,7 +9,7 @@
 //! A line through n attacks each found to within ±1 ms is placed to well
 //! under a millisecond: a regular click track comes out regular.
 
-use super::features::{FINE_HOP, RATE};
+use super::features::{FINE_HOP, FINE_SCALE, RATE};
 
 /// Search radius for a beat's attack around the tracked beat, seconds.
 const ATTACK_RADIUS_S: f64 = 0.025;
@@ -75,14 +75,14 @@ impl Grid {
 /// shape (a click, a noise burst or a slowly swelling kick), where the
 /// steepest rise alone would put a soft attack a millisecond or two late.
 /// `None` where the envelope rises by less than 3 dB.
-pub fn attacks(env: &[f32], beats: &[f64]) -> Vec<Option<f64>> {
+pub fn attacks(env: &[i16], beats: &[f64]) -> Vec<Option<f64>> {
     if env.len() < 8 {
         return vec![None; beats.len()];
     }
     let fps = RATE as f64 / FINE_HOP as f64;
     let radius = (ATTACK_RADIUS_S * fps) as isize;
     // Before the start is silence.
-    let at = |k: isize| if k < 0 { SILENCE } else { env[(k as usize).min(env.len() - 1)] };
+    let at = |k: isize| if k < 0 { SILENCE } else { env[(k as usize).min(env.len() - 1)] as f32 / FINE_SCALE };
     let rise = |i: isize| at(i) - at(i - RISE);
     beats
         .iter()

@@ -68,8 +68,9 @@ pub struct FileAnalysis {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnalysisLimits {
     /// Longer files are refused (analysis memory grows with the length,
-    /// about 30 KB per second measured, features and the tracker's
-    /// per-frame arrays). Default: `3600.0` (an hour).
+    /// about 14 KB per second measured: the features and the tracker's
+    /// per-frame arrays; 78 MB peak for an hour). Default: `3600.0` (an
+    /// hour).
     pub max_seconds: f64,
 }
 
@@ -95,6 +96,11 @@ pub fn analyze_file_with_tags(path: &Path, limits: AnalysisLimits) -> Result<Fil
         let too_long = || AudioError::TooLong { limit_min: limit / 60.0 };
         let max_frames = (limit + 1.0) * decoder.sample_rate().0 as f64;
         let mut input = Input::new(decoder.sample_rate())?;
+        // Sized from the declared length, within the limit: a header may
+        // claim anything.
+        if let Some(seconds) = decoder.declared_seconds() {
+            input.features.reserve_seconds(seconds.min(limit + 1.0));
+        }
         while let Some(block) = decoder.next_block()? {
             input.push(&block)?;
             if input.frames as f64 > max_frames {
@@ -118,7 +124,7 @@ pub fn analyze_pcm(stereo: &[f32], rate: SampleRate) -> Result<Analysis, AudioEr
 /// Stereo blocks in: loudness measured on the original, and a mono copy at
 /// the analysis rate, downmixed block by block and streamed through the
 /// feature pass, so no copy of the audio is ever kept whole: memory grows
-/// with the features (about 15 KB per second), not with the audio.
+/// with the features (about 10.5 KB per second), not with the audio.
 struct Input {
     rate: SampleRate,
     meter: Loudness,

@@ -121,6 +121,8 @@ pub struct Decoder {
     rate: SampleRate,
     tags: Tags,
     buffer: Option<SampleBuffer<f32>>,
+    /// Frames the container declares, if it does (a claim, not a bound).
+    declared_frames: Option<u64>,
     /// Packets dropped because they failed to decode.
     pub bad_packets: u64,
     /// Set once decoding failed: the error, repeated on every later call.
@@ -232,7 +234,9 @@ impl Decoder {
         let codec = symphonia::default::get_codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| AudioError::Unsupported(e.to_string()))?;
+        let declared_frames = track.codec_params.n_frames;
         Ok(Decoder {
+            declared_frames,
             track_id: track.id,
             format,
             codec,
@@ -246,6 +250,12 @@ impl Decoder {
 
     pub fn sample_rate(&self) -> SampleRate {
         self.rate
+    }
+
+    /// The length the container declares, seconds: a header's claim, for
+    /// sizing buffers up to a limit, never for trusting.
+    pub fn declared_seconds(&self) -> Option<f64> {
+        self.declared_frames.map(|n| n as f64 / self.rate.0 as f64)
     }
 
     pub fn tags(&self) -> &Tags {
