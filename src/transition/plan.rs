@@ -6,7 +6,8 @@
 //! downbeat, 16 or 32 where A allows) and ends on the last full bar before
 //! A's cue-out; B enters on its first downbeat at or after its cue-in. B is
 //! played at A's tempo, beat for beat, through the overlap (B's tempo may
-//! be taken at half or double), then glides to its own tempo. When the
+//! be taken at half or double), then glides to its own tempo (overlap
+//! and glide within the first half of B). When the
 //! beats cannot be trusted or the tempos are too far apart, the plan is a
 //! crossfade that trims silence, and says why.
 
@@ -169,7 +170,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     };
     if a.beat_confidence < s.min_beat_confidence || b.beat_confidence < s.min_beat_confidence {
         return crossfade(Fallback::BeatsUnreliable, format!(
-            "beats unreliable (confidence {:.2} and {:.2}, need {:.2})",
+            "beats unreliable (confidence {:.3} and {:.3}, need {:.2})",
             a.beat_confidence, b.beat_confidence, s.min_beat_confidence
         ));
     }
@@ -203,9 +204,15 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     };
     let b_beats_left = b_grid.len().saturating_sub(b_start + 1);
     // Longest overlap both tracks allow, at most the setting, at least 4 bars;
-    // A keeps at least half of its bars before the overlap.
+    // A keeps at least half of its bars before the overlap, and the overlap
+    // and glide take at most the first half of B's, so that B, in its
+    // turn, can be mixed out of beat for beat (a short track otherwise
+    // reaches its own mix-out point while it is still being mixed in).
     let a_last = a_bars.len().saturating_sub(1);
-    let max_bars = (s.overlap_bars as usize).min(b_beats_left / meter).min(a_last / 2);
+    let b_budget = b_beats_left / meter / 2;
+    // Of that, up to a third is kept for the glide.
+    let glide_room = (s.glide_bars as usize).min(b_budget / 3);
+    let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(b_budget - glide_room);
     if max_bars < 4 {
         return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
     }
@@ -224,7 +231,8 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
         return crossfade(Fallback::TooShort, "beat grids too short for the overlap".into());
     }
     let b_beats = b_grid[b_start..b_start + n].to_vec();
-    let glide_end = (b_start + n - 1 + s.glide_bars as usize * meter).min(b_grid.len() - 1);
+    let glide_bars = (s.glide_bars as usize).min(b_budget.saturating_sub(bars));
+    let glide_end = (b_start + n - 1 + glide_bars * meter).min(b_grid.len() - 1);
     let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
     Plan {
         mode: Mode::Beatmatched,
