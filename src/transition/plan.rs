@@ -216,12 +216,17 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     if max_bars < 4 {
         return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
     }
-    let first_a = 0usize;
     // Phrase alignment: the overlap starts a multiple of 8 bars after A's
-    // first downbeat, as late as possible.
-    let mut start = a_last - max_bars;
-    let phrase = if max_bars >= 8 { 8 } else { 4 };
-    start -= (start - first_a) % phrase;
+    // first downbeat, as late as possible — but not in A's first half (a
+    // short A is still being mixed in there): then on 4 bars, else on the
+    // bar.
+    let latest = a_last - max_bars;
+    let earliest = a_last - a_last / 2;
+    let start = [if max_bars >= 8 { 8 } else { 4 }, 4, 1]
+        .into_iter()
+        .map(|phrase| latest - latest % phrase)
+        .find(|s| *s >= earliest)
+        .unwrap_or(latest);
     let bars = max_bars.min(a_last - start);
     let a_out = a_bars[start];
     let a_end = a_bars[start + bars];
@@ -310,5 +315,58 @@ impl Plan {
             .enumerate()
             .map(|(k, w)| (w[1] - w[0]) / (self.stretch_ratio + (1.0 - self.stretch_ratio) * (k as f64 + 0.5) / g as f64))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A steady 4/4 track of `seconds` at `bpm`, beats from 0.5 s.
+    fn steady(bpm: f64, seconds: f64) -> Analysis {
+        let beat = 60.0 / bpm;
+        let beats: Vec<f64> = (0..).map(|k| 0.5 + k as f64 * beat).take_while(|t| *t < seconds - 0.5).collect();
+        Analysis {
+            duration_s: seconds,
+            bpm,
+            downbeats: beats.iter().step_by(4).copied().collect(),
+            cue_in_s: beats[0],
+            cue_out_s: *beats.last().unwrap(),
+            beats,
+            beat_confidence: 0.9,
+            meter: 4,
+            loudness_lufs: -14.0,
+            true_peak_dbtp: -1.0,
+            key: "A minor".into(),
+            camelot: "8A".into(),
+            energy: 0.5,
+            intro_bars: 0,
+            outro_bars: 0,
+        }
+    }
+
+    /// Where B is when the transition into it has ended (overlap and
+    /// glide), seconds in B.
+    fn b_after(p: &Plan) -> f64 {
+        *p.b_glide_beats.last().unwrap_or(p.b_beats.last().unwrap())
+    }
+
+    #[test]
+    fn a_short_track_can_be_mixed_in_and_then_out_beat_for_beat() {
+        let s = TransitionSettings::default();
+        for (seconds, bpm) in [(30.0, 120.0), (45.0, 96.0), (60.0, 128.0)] {
+            let (a, b, c) = (steady(bpm * 1.03, 240.0), steady(bpm, seconds), steady(bpm * 0.98, 240.0));
+            let into = plan(&a, &b, &s);
+            assert_eq!(into.mode, Mode::Beatmatched, "{seconds} s: {:?}", into.reason);
+            let out = plan(&b, &c, &s);
+            assert_eq!(out.mode, Mode::Beatmatched, "{seconds} s: {:?}", out.reason);
+            assert!(out.a_out_s >= b_after(&into), "{seconds} s: into B ends at {:.1} s, out of B starts at {:.1} s", b_after(&into), out.a_out_s);
+            assert!(into.b_glide_beats.len() > 1, "{seconds} s: no glide");
+        }
+        // Long tracks keep the configured overlap and glide.
+        let (a, b) = (steady(124.0, 240.0), steady(126.0, 240.0));
+        let p = plan(&a, &b, &s);
+        assert_eq!(p.overlap_bars, s.overlap_bars);
+        assert_eq!(p.b_glide_beats.len() - 1, s.glide_bars as usize * 4);
     }
 }
