@@ -377,8 +377,8 @@ impl Worker {
     /// a crossfade from now if the planned mix-out has already passed.
     fn plan_pair(&self, p: &Playing, a: &Analysis, b: &Analysis) -> Plan {
         let s = &self.settings.transition;
-        let plan = transition::plan(a, b, s);
         let now_s = p.at as f64 / self.settings.rate.0 as f64;
+        let plan = transition::plan_after(a, b, s, now_s);
         if plan.a_out_s < now_s {
             return Plan::crossfade_now(now_s, a, b, s, Fallback::Late, "mix-out point already passed".into());
         }

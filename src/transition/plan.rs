@@ -6,8 +6,9 @@
 //! downbeat, 16 or 32 where A allows) and ends on the last full bar before
 //! A's cue-out; B enters on its first downbeat at or after its cue-in. B is
 //! played at A's tempo, beat for beat, through the overlap (B's tempo may
-//! be taken at half or double), then glides to its own tempo (overlap
-//! and glide within the first half of B). When the
+//! be taken at half or double), then glides to its own tempo (shorter
+//! where B is short: B keeps a few bars to be mixed out of in its turn).
+//! When the
 //! beats cannot be trusted or the tempos are too far apart, the plan is a
 //! crossfade that trims silence, and says why.
 
@@ -161,8 +162,19 @@ pub fn track_gain_db(a: &Analysis, s: &TransitionSettings) -> f64 {
     db.min(s.ceiling_db - 0.1 - a.true_peak_dbtp)
 }
 
-/// Plans the transition from A to B.
+/// Plans the transition from A to B, A heard from its start.
 pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
+    plan_after(a, b, s, 0.0)
+}
+
+/// Bars B keeps after the transition into it (overlap and glide), so that
+/// B in its turn can be mixed out beat for beat.
+const B_KEEPS_BARS: usize = 4;
+
+/// Plans the transition from A to B, with A's overlap starting no earlier
+/// than `a_from_s` (where A is when the hand-over is planned: a short A
+/// may still have been gliding out of the transition into it).
+pub fn plan_after(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64) -> Plan {
     let crossfade = |kind: Fallback, reason: String| {
         // Trim silence: A ends at its cue-out, B starts at its cue-in.
         let len = s.crossfade_s.min(a.cue_out_s.max(0.0) * 0.5).min((b.duration_s - b.cue_in_s).max(0.0) * 0.5);
@@ -203,25 +215,23 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
         return crossfade(Fallback::NoDownbeat, "B's downbeat is not on its beat grid".into());
     };
     let b_beats_left = b_grid.len().saturating_sub(b_start + 1);
-    // Longest overlap both tracks allow, at most the setting, at least 4 bars;
-    // A keeps at least half of its bars before the overlap, and the overlap
-    // and glide take at most the first half of B's, so that B, in its
-    // turn, can be mixed out of beat for beat (a short track otherwise
-    // reaches its own mix-out point while it is still being mixed in).
+    // Longest overlap both tracks allow, at most the setting, at least 4
+    // bars: at most half of A's bars, starting no earlier than `a_from_s`;
+    // B keeps `B_KEEPS_BARS` after the overlap and the glide.
     let a_last = a_bars.len().saturating_sub(1);
-    let b_budget = b_beats_left / meter / 2;
-    // Of that, up to a third is kept for the glide.
-    let glide_room = (s.glide_bars as usize).min(b_budget / 3);
-    let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(b_budget - glide_room);
+    let b_bars = b_beats_left / meter;
+    let earliest = a_bars.iter().position(|d| *d >= a_from_s - 1e-3).unwrap_or(a_bars.len());
+    // Of B's room, a third at least is left for the glide.
+    let b_room = b_bars.saturating_sub(B_KEEPS_BARS);
+    let glide_min = (s.glide_bars as usize).min(b_room / 3);
+    let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(a_last.saturating_sub(earliest)).min(b_room - glide_min);
     if max_bars < 4 {
         return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
     }
     // Phrase alignment: the overlap starts a multiple of 8 bars after A's
-    // first downbeat, as late as possible — but not in A's first half (a
-    // short A is still being mixed in there): then on 4 bars, else on the
-    // bar.
+    // first downbeat, as late as possible — else on 4 bars, else on the
+    // bar, never before `a_from_s`.
     let latest = a_last - max_bars;
-    let earliest = a_last - a_last / 2;
     let start = [if max_bars >= 8 { 8 } else { 4 }, 4, 1]
         .into_iter()
         .map(|phrase| latest - latest % phrase)
@@ -236,7 +246,7 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
         return crossfade(Fallback::TooShort, "beat grids too short for the overlap".into());
     }
     let b_beats = b_grid[b_start..b_start + n].to_vec();
-    let glide_bars = (s.glide_bars as usize).min(b_budget.saturating_sub(bars));
+    let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + B_KEEPS_BARS));
     let glide_end = (b_start + n - 1 + glide_bars * meter).min(b_grid.len() - 1);
     let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
     Plan {
@@ -358,7 +368,7 @@ mod tests {
             let (a, b, c) = (steady(bpm * 1.03, 240.0), steady(bpm, seconds), steady(bpm * 0.98, 240.0));
             let into = plan(&a, &b, &s);
             assert_eq!(into.mode, Mode::Beatmatched, "{seconds} s: {:?}", into.reason);
-            let out = plan(&b, &c, &s);
+            let out = plan_after(&b, &c, &s, b_after(&into));
             assert_eq!(out.mode, Mode::Beatmatched, "{seconds} s: {:?}", out.reason);
             assert!(out.a_out_s >= b_after(&into), "{seconds} s: into B ends at {:.1} s, out of B starts at {:.1} s", b_after(&into), out.a_out_s);
             assert!(into.b_glide_beats.len() > 1, "{seconds} s: no glide");
