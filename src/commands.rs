@@ -539,9 +539,11 @@ fn mark_onsets(pcm: &[f32], rate: nonstop::units::SampleRate, hz: f32) -> Vec<f6
 /// (`audio/` and `annotations/`) whose annotated tempos are within the
 /// stretch limit (half and double tempo allowed), a faint click above
 /// 11 kHz is added at each annotated beat (12.5 kHz on A, 15.5 kHz on B),
-/// the transition is planned from the clicked files' analysis and rendered
-/// as the station would; then both click trains are found in the rendered
-/// overlap and B's are compared with A's. Prints each pair and a summary.
+/// the transition is planned from the clicked files' analysis (as one
+/// transition, `nonstop mix`: the room a short B keeps on air for its own
+/// mix-out is not reserved) and rendered as the station would; then both
+/// click trains are found in the rendered overlap and B's are compared
+/// with A's. Prints each pair and a summary.
 pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool> {
     use nonstop::transition::{plan, render_checked, Mode};
     let rate = config.stream.rate();

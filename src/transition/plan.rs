@@ -162,19 +162,27 @@ pub fn track_gain_db(a: &Analysis, s: &TransitionSettings) -> f64 {
     db.min(s.ceiling_db - 0.1 - a.true_peak_dbtp)
 }
 
-/// Plans the transition from A to B, A heard from its start.
+/// Plans the transition from A to B on its own (`nonstop mix`): A heard
+/// from its start, nothing to follow B.
 pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
-    plan_after(a, b, s, 0.0)
+    plan_with(a, b, s, 0.0, 0)
 }
 
 /// Bars B keeps after the transition into it (overlap and glide), so that
-/// B in its turn can be mixed out beat for beat.
-const B_KEEPS_BARS: usize = 4;
+/// B in its turn can be mixed out beat for beat: a 4-bar overlap, and the
+/// bar under way when the hand-over to B's own audio ends.
+const B_KEEPS_BARS: usize = 5;
 
-/// Plans the transition from A to B, with A's overlap starting no earlier
-/// than `a_from_s` (where A is when the hand-over is planned: a short A
-/// may still have been gliding out of the transition into it).
+/// Plans the transition from A to B as the station plays it: A's overlap
+/// starts no earlier than `a_from_s` (where A is when the hand-over is
+/// planned: a short A may still have been gliding out of the transition
+/// into it), and B keeps `B_KEEPS_BARS` to be mixed out of in its turn.
+/// Binds only on short tracks (under a minute or so).
 pub fn plan_after(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64) -> Plan {
+    plan_with(a, b, s, a_from_s, B_KEEPS_BARS)
+}
+
+fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, b_keeps: usize) -> Plan {
     let crossfade = |kind: Fallback, reason: String| {
         // Trim silence: A ends at its cue-out, B starts at its cue-in.
         let len = s.crossfade_s.min(a.cue_out_s.max(0.0) * 0.5).min((b.duration_s - b.cue_in_s).max(0.0) * 0.5);
@@ -217,13 +225,13 @@ pub fn plan_after(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: 
     let b_beats_left = b_grid.len().saturating_sub(b_start + 1);
     // Longest overlap both tracks allow, at most the setting, at least 4
     // bars: at most half of A's bars, starting no earlier than `a_from_s`;
-    // B keeps `B_KEEPS_BARS` after the overlap and the glide.
+    // B keeps `b_keeps` after the overlap and the glide.
     let a_last = a_bars.len().saturating_sub(1);
     let b_bars = b_beats_left / meter;
     let earliest = a_bars.iter().position(|d| *d >= a_from_s - 1e-3).unwrap_or(a_bars.len());
     // Of B's room, a third at least is left for the glide.
-    let b_room = b_bars.saturating_sub(B_KEEPS_BARS);
-    let glide_min = (s.glide_bars as usize).min(b_room / 3);
+    let b_room = b_bars.saturating_sub(b_keeps);
+    let glide_min = if b_keeps > 0 { (s.glide_bars as usize).min(b_room / 3) } else { 0 };
     let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(a_last.saturating_sub(earliest)).min(b_room - glide_min);
     if max_bars < 4 {
         return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
@@ -246,7 +254,7 @@ pub fn plan_after(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: 
         return crossfade(Fallback::TooShort, "beat grids too short for the overlap".into());
     }
     let b_beats = b_grid[b_start..b_start + n].to_vec();
-    let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + B_KEEPS_BARS));
+    let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + b_keeps));
     let glide_end = (b_start + n - 1 + glide_bars * meter).min(b_grid.len() - 1);
     let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
     Plan {
@@ -366,9 +374,11 @@ mod tests {
         let s = TransitionSettings::default();
         for (seconds, bpm) in [(30.0, 120.0), (45.0, 96.0), (60.0, 128.0)] {
             let (a, b, c) = (steady(bpm * 1.03, 240.0), steady(bpm, seconds), steady(bpm * 0.98, 240.0));
-            let into = plan(&a, &b, &s);
+            let into = plan_after(&a, &b, &s, 0.0);
             assert_eq!(into.mode, Mode::Beatmatched, "{seconds} s: {:?}", into.reason);
-            let out = plan_after(&b, &c, &s, b_after(&into));
+            // The mixer hands over to B's own audio a little after the
+            // glide's last beat.
+            let out = plan_after(&b, &c, &s, b_after(&into) + 0.05);
             assert_eq!(out.mode, Mode::Beatmatched, "{seconds} s: {:?}", out.reason);
             assert!(out.a_out_s >= b_after(&into), "{seconds} s: into B ends at {:.1} s, out of B starts at {:.1} s", b_after(&into), out.a_out_s);
             assert!(into.b_glide_beats.len() > 1, "{seconds} s: no glide");
