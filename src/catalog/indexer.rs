@@ -8,7 +8,7 @@
 //! `on_change` refreshes what the scheduler may play. It rebuilds the
 //! similarity graph, so it runs at most every `CHANGE_EVERY` during a long
 //! analysis run (not after every file: that would be quadratic over a first
-//! scan), and once at the end.
+//! scan), first after the second file, and once at the end.
 //!
 //! Supervised: a panic in one cycle is recorded and the next cycle starts.
 
@@ -157,8 +157,14 @@ impl Cycle<'_> {
         }
         let mut last_change = Instant::now() - CHANGE_EVERY;
         let mut unreported = false;
+        // The first change waits for a second result (or the end of the
+        // run): on a first start the stream opens with the first track,
+        // and the pick after it, made within a second, should have
+        // another to choose.
+        let mut results = 0usize;
         let result = analyse_pending(self.catalog, self.settings.workers, self.settings.limits, self.stop, |_, _| {
-            if last_change.elapsed() >= CHANGE_EVERY {
+            results += 1;
+            if results >= 2 && last_change.elapsed() >= CHANGE_EVERY {
                 on_change();
                 last_change = Instant::now();
                 unreported = false;
