@@ -40,9 +40,6 @@ pub mod synth;
 pub mod transition;
 pub mod units;
 
-/// Raises this process's open-files limit to the hard limit (every
-/// listener is a socket; distributions start processes at 1,024).
-/// Returns the limit now in force.
 /// The `q` quantile (0..1) of ascending `sorted`, by the nearest rank;
 /// NaN when empty.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -52,6 +49,9 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Raises this process's open-files limit to the hard limit (every
+/// listener is a socket; distributions start processes at 1,024).
+/// Returns the limit now in force.
 pub fn raise_open_files_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,

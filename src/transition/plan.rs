@@ -8,9 +8,8 @@
 //! played at A's tempo, beat for beat, through the overlap (B's tempo may
 //! be taken at half or double), then glides to its own tempo (shorter
 //! where B is short: B keeps a few bars to be mixed out of in its turn).
-//! When the
-//! beats cannot be trusted or the tempos are too far apart, the plan is a
-//! crossfade that trims silence, and says why.
+//! When the beats cannot be trusted or the tempos are too far apart, the
+//! plan is a crossfade that trims silence, and says why.
 
 use serde::Serialize;
 
@@ -131,10 +130,24 @@ pub struct Plan {
     pub b_gain_db: f64,
 }
 
+/// How B's own beats sit on A's beats with B's tempo taken at `multiple`:
+/// (A's beats per beat of B's, B's beats per beat of A's) — (2, 1) where
+/// B's beats are split in two, (1, 2) where every other one is taken.
+fn beat_ratio(multiple: f64) -> (usize, usize) {
+    if multiple > 1.5 {
+        (2, 1)
+    } else if multiple < 0.75 {
+        (1, 2)
+    } else {
+        (1, 1)
+    }
+}
+
 /// B's beat grid at `multiple` times its tempo: midpoints inserted (×2) or
 /// every other beat (×½), keeping the beat at `keep` (B's first downbeat).
 fn regrid(beats: &[f64], multiple: f64, keep: f64) -> Vec<f64> {
-    if multiple > 1.5 {
+    let (a_per_b, b_per_a) = beat_ratio(multiple);
+    if a_per_b == 2 {
         let mut out = Vec::with_capacity(beats.len() * 2);
         for w in beats.windows(2) {
             out.push(w[0]);
@@ -142,7 +155,7 @@ fn regrid(beats: &[f64], multiple: f64, keep: f64) -> Vec<f64> {
         }
         out.extend(beats.last());
         out
-    } else if multiple < 0.75 {
+    } else if b_per_a == 2 {
         let parity = index_of(beats, keep).unwrap_or(0) % 2;
         beats.iter().skip(parity).step_by(2).copied().collect()
     } else {
@@ -323,6 +336,12 @@ impl Plan {
     pub fn crossfade_now(at: f64, a: &Analysis, b: &Analysis, s: &TransitionSettings, kind: Fallback, reason: String) -> Plan {
         let len = s.crossfade_s.min((a.duration_s - at).max(0.0));
         Plan::crossfade(a, b, s, at, at + len, kind, reason)
+    }
+
+    /// How B's own beats sit on A's through the overlap: (A's beats per
+    /// beat of B's, B's beats per beat of A's); see `beat_ratio`.
+    pub fn beat_ratio(&self) -> (usize, usize) {
+        beat_ratio(self.b_tempo_multiple)
     }
 
     /// Output seconds of the tempo glide after the overlap.

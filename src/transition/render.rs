@@ -279,13 +279,11 @@ pub fn render_into(
             let n = ov_end - ov_start;
             let start_s = (a0 + ov_start) as f64 / rate.0 as f64;
             // On the beats both tracks play: where B's beats were split in
-            // two to meet A's tempo (B counted at half of A's), only every
-            // other one of A's beats has one of B's on it.
-            // Where B is counted at twice A's tempo, B has beats of its own
-            // between A's.
-            let step = if plan.b_tempo_multiple > 1.5 { 2 } else { 1 };
-            let b_per_beat = if plan.b_tempo_multiple < 0.75 { 2 } else { 1 };
-            let grid: Vec<f64> = plan.a_beats.iter().step_by(step).map(|t| t - start_s).collect();
+            // two to meet A's tempo, only every other one of A's beats has
+            // one of B's on it; where B is counted at twice A's tempo, B
+            // has beats of its own between A's.
+            let (a_per_b, b_per_beat) = plan.beat_ratio();
+            let grid: Vec<f64> = plan.a_beats.iter().step_by(a_per_b).map(|t| t - start_s).collect();
             let env_a = align::log_energy(a, a0 + ov_start, n, rate);
             let measure = |pcm: &[f32]| align::measure(&env_a, &align::log_energy(pcm, ov_start, n, rate), &grid, b_per_beat);
             let first = measure(&pcm);
