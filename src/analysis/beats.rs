@@ -20,11 +20,22 @@ pub const TIGHT: f64 = 800.0;
 /// Tracks beats in `onset` at about `bpm`; returns beat times in seconds.
 /// `active` tells which frames are audible (beats elsewhere are dropped).
 pub fn track(onset: &[f32], bpm: f64, active: &[bool], tightness: f64) -> Vec<f64> {
-    let n = onset.len();
+    track_periods(onset, &vec![60.0 * FPS / bpm; onset.len()], active, tightness)
+}
+
+/// Tracks beats in `onset` with the beat period (frames) given for every
+/// frame (`tempo::local_periods`): an interval ending at frame t is
+/// judged against the period at t.
+pub fn track_periods(onset: &[f32], periods: &[f64], active: &[bool], tightness: f64) -> Vec<f64> {
+    let n = onset.len().min(periods.len());
     if n < 4 {
         return Vec::new();
     }
-    let period = 60.0 * FPS / bpm;
+    let onset = &onset[..n];
+    let mut sorted = periods[..n].to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let period = sorted[n / 2];
+    let (shortest, longest) = (sorted[0], sorted[n - 1]);
     // Local score: onset normalised by its spread, smoothed with a Gaussian
     // about a 32nd of the period wide (as librosa does).
     let mean = onset.iter().map(|v| *v as f64).sum::<f64>() / n as f64;
@@ -45,18 +56,18 @@ pub fn track(onset: &[f32], bpm: f64, active: &[bool], tightness: f64) -> Vec<f6
         })
         .collect();
 
-    let lo = (period / 2.0).round().max(1.0) as usize;
-    let hi = (period * 2.0).round() as usize;
-    let penalty: Vec<f64> = (0..=hi)
-        .map(|d| if d < lo { f64::NEG_INFINITY } else { -tightness * (d as f64 / period).ln().powi(2) })
-        .collect();
+    let lo = (shortest / 2.0).round().max(1.0) as usize;
+    let hi = (longest * 2.0).round() as usize;
+    let ln_d: Vec<f64> = (0..=hi).map(|d| (d.max(1) as f64).ln()).collect();
     let mut score = vec![0.0f64; n];
     let mut back = vec![usize::MAX; n];
     for t in 0..n {
         let mut best = 0.0;
         let mut arg = usize::MAX;
-        for d in lo..=hi.min(t) {
-            let s = score[t - d] + penalty[d];
+        let ln_p = periods[t].ln();
+        let (lo_t, hi_t) = ((periods[t] / 2.0).round().max(lo as f64) as usize, (periods[t] * 2.0).round() as usize);
+        for d in lo_t..=hi_t.min(t) {
+            let s = score[t - d] - tightness * (ln_d[d] - ln_p).powi(2);
             if s > best {
                 best = s;
                 arg = t - d;

@@ -26,7 +26,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 3;
+pub const ANALYSIS_VERSION: i64 = 4;
 
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
@@ -224,7 +224,9 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(tempo.bpm, |(_, bpm)| bpm);
-    let tracked = beats::track(&f.onset, level, &active, beats::TIGHT);
+    // The beats themselves, against a period that follows the music's
+    // drift around that level.
+    let tracked = beats::track_periods(&f.onset, &tempo::local_periods(&f.onset, level), &active, beats::TIGHT);
     let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked));
     let mut beats = grid.beats.clone();
     extend_into_music(&f, &mut beats);

@@ -143,6 +143,91 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
 }
 
 
+/// Window of the local tempo estimate, seconds, and its step.
+const LOCAL_WINDOW_S: f64 = 8.0;
+const LOCAL_STEP_S: f64 = 0.5;
+/// How far the local period may stray from the global one (the level is
+/// settled; only drift is followed here), and the candidate grid's step
+/// (log: 0.5 %).
+const LOCAL_RANGE: (f64, f64) = (0.85, 1.18);
+const LOCAL_GRID: f64 = 1.005;
+/// Cost of a step of the candidate grid between consecutive windows, in
+/// units of normalised autocorrelation, and the largest step taken.
+const LOCAL_CHANGE_COST: f64 = 0.2;
+const LOCAL_MAX_STEPS: usize = 3;
+
+/// The beat period (frames) at every frame, following drift around the
+/// global `bpm`: the onset autocorrelation in sliding 8 s windows, at
+/// periods within -15/+18 % of the global one (the period and its double
+/// scored together), smoothed through time by a Viterbi path that makes
+/// every change cost something. A steady track gets its global period
+/// everywhere, within the estimate's noise; a live band that speeds up
+/// gets a period that follows it.
+pub fn local_periods(onset: &[f32], bpm: f64) -> Vec<f64> {
+    let n = onset.len();
+    let global = 60.0 * FPS / bpm;
+    let env = detrend(onset);
+    let half_window = (LOCAL_WINDOW_S * FPS / 2.0) as usize;
+    let step = ((LOCAL_STEP_S * FPS) as usize).max(1);
+    let mut candidates = Vec::new();
+    let mut p = global * LOCAL_RANGE.0;
+    while p <= global * LOCAL_RANGE.1 {
+        candidates.push(p);
+        p *= LOCAL_GRID;
+    }
+    let max_lag = (2.0 * candidates.last().copied().unwrap_or(global)).ceil() as usize + 2;
+    let centres: Vec<usize> = (0..n).step_by(step).collect();
+    if centres.len() < 2 || candidates.is_empty() {
+        return vec![global; n];
+    }
+    // Per window, each candidate's normalised comb score.
+    let scores: Vec<Vec<f64>> = centres
+        .iter()
+        .map(|&c| {
+            let (a, b) = (c.saturating_sub(half_window), (c + half_window).min(n));
+            let acf = autocorrelation(&env[a..b], max_lag);
+            let zero = acf.first().copied().unwrap_or(0.0);
+            if zero <= 0.0 || acf.len() <= max_lag {
+                return vec![0.0; candidates.len()];
+            }
+            candidates.iter().map(|&p| (interp(&acf, p) + interp(&acf, 2.0 * p)) / (2.0 * zero)).collect()
+        })
+        .collect();
+    // Viterbi through the windows.
+    let m = candidates.len();
+    let mut total = scores[0].clone();
+    let mut back = vec![vec![0usize; m]; centres.len()];
+    for w in 1..centres.len() {
+        let mut next = vec![f64::MIN; m];
+        for j in 0..m {
+            let (lo, hi) = (j.saturating_sub(LOCAL_MAX_STEPS), (j + LOCAL_MAX_STEPS).min(m - 1));
+            let (arg, best) = (lo..=hi)
+                .map(|i| (i, total[i] - LOCAL_CHANGE_COST * i.abs_diff(j) as f64))
+                .max_by(|x, y| x.1.total_cmp(&y.1))
+                .expect("non-empty range");
+            next[j] = best + scores[w][j];
+            back[w][j] = arg;
+        }
+        total = next;
+    }
+    let mut j = (0..m).max_by(|&x, &y| total[x].total_cmp(&total[y])).unwrap_or(0);
+    let mut path = vec![0usize; centres.len()];
+    for w in (0..centres.len()).rev() {
+        path[w] = j;
+        j = back[w][j];
+    }
+    // Linear between window centres.
+    (0..n)
+        .map(|i| {
+            let w = (i / step).min(centres.len() - 1);
+            let p0 = candidates[path[w]];
+            let Some(&p1i) = path.get(w + 1) else { return p0 };
+            let f = (i - centres[w]) as f64 / step as f64;
+            p0 + (candidates[p1i] - p0) * f
+        })
+        .collect()
+}
+
 /// How strongly the low band (kick, bass) and the mid band (snare, claps)
 /// alternate, beat by beat over `beats`, at periods of 2, 4 and 8 beats:
 /// the spectrum of (low − mid) accents at those periods, normalised.

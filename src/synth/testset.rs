@@ -126,4 +126,20 @@ mod tests {
             assert!(c.cue_in_error_beats <= 1.0 && c.cue_out_error_beats <= 1.0, "{}: cue error", c.title);
         }
     }
+
+    /// A band that speeds up and slows down by 5 % (one slow cycle over a
+    /// minute) is followed beat for beat: the tracker's period follows the
+    /// local tempo. Against the global period alone, these cases scored
+    /// F 0.75–0.91 at 5 %.
+    #[test]
+    fn a_drifting_tempo_is_followed() {
+        let specs = analysis_test_set(60.0);
+        for (i, mut spec) in [14, 15, 17, 20, 21].map(|i| (i, specs[i].clone())) {
+            spec.style.drift = if i % 2 == 0 { 0.05 } else { -0.05 };
+            let pcm = render(&spec, SampleRate::CD);
+            let a = analyze_pcm(&pcm, SampleRate::CD).expect("synthesised audio analyses");
+            let c = score(&spec, &a, -14.0);
+            assert!(c.f_measure >= 0.95, "{}: beat F {:.3}", c.title, c.f_measure);
+        }
+    }
 }
