@@ -4,7 +4,8 @@
 //! software does (tempo and phase per steady section, with a new section
 //! where the music really changes tempo). Where no line fits (a live band
 //! that drifts, rubato), the tracked beats are kept, moved onto their
-//! attacks and smoothed by a local fit so they bend but never jitter.
+//! attacks and smoothed by a local quadratic fit so they bend with the
+//! music but not with the scatter of single hits.
 //!
 //! A line through n attacks each found to within ±1 ms is placed to well
 //! under a millisecond: a regular click track comes out regular.
@@ -250,17 +251,37 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
             runs[r].0 = best;
         }
     }
+    let steady: Vec<Option<Line>> = runs
+        .iter()
+        .map(|&(i, j)| sums.line(i, j).filter(|l| j - i >= MIN_SECTION && (l.smooth_ssr / l.n).sqrt() <= STEADY_RMS_S))
+        .collect();
+    let curve = local_curve(&(0..n).map(|k| points[k].unwrap_or(smooth[k])).collect::<Vec<_>>());
     let mut beats = Vec::with_capacity(n);
     let mut sections = Vec::new();
-    for (i, j) in runs {
-        match sums.line(i, j) {
-            Some(l) if j - i >= MIN_SECTION && (l.smooth_ssr / l.n).sqrt() <= STEADY_RMS_S => {
+    for (r, &(i, j)) in runs.iter().enumerate() {
+        match &steady[r] {
+            Some(l) => {
                 beats.extend((i..j).map(|k| l.a + l.b * k as f64));
                 sections.push((i, j, l.b));
             }
-            // Unsteady: on their attacks, unless an attack is far off the
-            // local fit (it was something else); else on the fit.
-            _ => beats.extend((i..j).map(|k| points[k].unwrap_or(smooth[k]))),
+            // Unsteady: on the attacks' local curve, which bends with the
+            // music but not with the scatter of single attacks (some 8 ms)
+            // — except within the curve's reach of a steady neighbour,
+            // where it would round off the change of tempo between them:
+            // there on the attacks (an attack far off the local fit was
+            // something else, and the fit stands in).
+            None => {
+                let after_steady = r > 0 && steady[r - 1].is_some();
+                let before_steady = steady.get(r + 1).is_some_and(|s| s.is_some());
+                beats.extend((i..j).map(|k| {
+                    let near = (after_steady && k < i + CURVE_HALF_WIDTH) || (before_steady && k + CURVE_HALF_WIDTH >= j);
+                    if near {
+                        points[k].unwrap_or(smooth[k])
+                    } else {
+                        curve[k]
+                    }
+                }));
+            }
         }
     }
     // Where runs meet, keep the beats in order.
@@ -270,6 +291,61 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
         }
     }
     Grid { beats, sections }
+}
+
+/// Beats each side in the local curve of unsteady stretches.
+const CURVE_HALF_WIDTH: usize = 4;
+
+/// For each beat, a quadratic fit (time against index) over its
+/// neighbours, evaluated at the beat: a tempo that speeds up or slows down
+/// bends a straight local fit by several ms (half the change of the beat
+/// period across the window, times the window's spread in beats); a
+/// quadratic follows it, and still averages out single beats' scatter
+/// (to half its spread over 9 beats).
+fn local_curve(beats: &[f64]) -> Vec<f64> {
+    let n = beats.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(CURVE_HALF_WIDTH), (i + CURVE_HALF_WIDTH + 1).min(n));
+            // Normal equations of t = c0 + c1 x + c2 x² with x = j - i.
+            let mut m = [[0.0f64; 4]; 3];
+            for j in a..b {
+                let x = j as f64 - i as f64;
+                let p = [1.0, x, x * x];
+                for r in 0..3 {
+                    for c in 0..3 {
+                        m[r][c] += p[r] * p[c];
+                    }
+                    m[r][3] += p[r] * (beats[j] - beats[i]);
+                }
+            }
+            solve3(m).map_or(beats[i], |c| beats[i] + c[0])
+        })
+        .collect()
+}
+
+/// Solves a 3×3 linear system given as its augmented matrix (Gaussian
+/// elimination with partial pivoting); `None` if singular.
+fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs()))?;
+        if m[pivot][col].abs() < 1e-9 {
+            return None;
+        }
+        m.swap(col, pivot);
+        for row in col + 1..3 {
+            let f = m[row][col] / m[col][col];
+            for c in col..4 {
+                m[row][c] -= f * m[col][c];
+            }
+        }
+    }
+    let mut x = [0.0; 3];
+    for row in (0..3).rev() {
+        let s: f64 = (row + 1..3).map(|c| m[row][c] * x[c]).sum();
+        x[row] = (m[row][3] - s) / m[row][row];
+    }
+    Some(x)
 }
 
 /// For each beat, a linear fit (time against index) over its neighbours,
@@ -353,5 +429,22 @@ mod tests {
         let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
         // Within the steadiness tolerance where a line was fitted, on the attacks elsewhere.
         assert!(worst < 0.007, "worst {worst} s; sections {:?}", g.sections);
+    }
+
+    #[test]
+    fn a_drifting_performance_does_not_jitter_with_its_attacks() {
+        // The same wandering tempo, each hit up to ±7 ms off the pulse (as
+        // a drummer plays): the beats follow the pulse, not the hits.
+        let mut pulse = vec![0.5];
+        for k in 1..80 {
+            let period = 0.5 * (1.0 + 0.04 * (k as f64 / 6.0).sin());
+            pulse.push(pulse[k - 1] + period);
+        }
+        let hits: Vec<f64> = pulse.iter().enumerate().map(|(k, t)| t + 0.007 * (((k * 37) % 11) as f64 / 5.0 - 1.0)).collect();
+        let env = compute(&clicks(&hits, 45.0, 1500.0)).fine;
+        let g = fit(&hits, &attacks(&env, &hits));
+        let rms = |x: &[f64]| (x.iter().zip(&pulse).map(|(b, t)| (b - t).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+        let (beats, scatter) = (rms(&g.beats), rms(&hits));
+        assert!(beats < 0.5 * scatter, "beats {:.1} ms from the pulse, hits {:.1} ms; {:?}", beats * 1e3, scatter * 1e3, g.sections);
     }
 }
