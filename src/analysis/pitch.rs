@@ -5,8 +5,9 @@
 //!
 //! Frames are long (8192 samples at 22.05 kHz, 0.37 s; bins 2.7 Hz apart)
 //! so bass notes are resolved; only peaks standing well above their
-//! spectral neighbourhood count (drums and noise are broad, not peaked);
-//! each frame has the same weight whatever its loudness.
+//! spectral neighbourhood count (drums and noise are broad, not peaked),
+//! less the notes' fifth harmonics (they would add a major third to every
+//! note); each frame has the same weight whatever its loudness.
 
 use realfft::RealFftPlanner;
 
@@ -86,6 +87,7 @@ impl PitchHistogram {
             let delta = if denom.abs() > 1e-12 { (0.5 * (la - lr) / denom).clamp(-0.5, 0.5) } else { 0.0 };
             peaks.push(((b as f32 + delta) * bin_hz, c));
         }
+        drop_fifth_harmonics(&mut peaks);
         // Compressed, and each frame weighs the same.
         let total: f32 = peaks.iter().map(|p| p.1.sqrt()).sum();
         if total < 1e-6 {
@@ -123,6 +125,32 @@ impl PitchHistogram {
     }
 }
 
+/// A peak within this many semitones of five times another's frequency is
+/// taken for that note's fifth harmonic.
+const HARMONIC_TOLERANCE_SEMIS: f32 = 0.2;
+
+/// Drops the peaks that are a stronger (at least half as strong) peak's
+/// fifth harmonic. Every note's fifth harmonic sounds two octaves and a
+/// major third above it: counted as a note, it fills in the major third of
+/// whatever is played, and minor keys come out major (five of the six mode
+/// errors on the development set were minor keys read as major). The
+/// other harmonics land on the note itself (2, 4, 8) or its fifth (3, 6),
+/// which major and minor share. `peaks` (Hz, magnitude) in rising
+/// frequency.
+fn drop_fifth_harmonics(peaks: &mut Vec<(f32, f32)>) {
+    let ratio = 2f32.powf(HARMONIC_TOLERANCE_SEMIS / 12.0);
+    let harmonic: Vec<bool> = peaks
+        .iter()
+        .map(|&(hz, m)| {
+            let (lo, hi) = (hz / 5.0 / ratio, hz / 5.0 * ratio);
+            let start = peaks.partition_point(|p| p.0 < lo);
+            peaks[start..].iter().take_while(|p| p.0 <= hi).any(|p| p.1 >= 0.5 * m)
+        })
+        .collect();
+    let mut flags = harmonic.into_iter();
+    peaks.retain(|_| !flags.next().unwrap_or(false));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +183,26 @@ mod tests {
         let c = PitchHistogram::chroma(&h.histogram);
         let best = (0..12).max_by(|a, b| c[*a].total_cmp(&c[*b])).unwrap();
         assert_eq!(best, 4, "{c:?}");
+    }
+
+    /// Notes as instruments play them: harmonics 1–8 at 1/k amplitude.
+    fn rich_frame(notes: &[f32]) -> impl Fn(usize) -> f32 + '_ {
+        move |i| {
+            let t = i as f32 / RATE as f32;
+            notes.iter().flat_map(|f| (1..=8).map(move |k| (std::f32::consts::TAU * f * k as f32 * t).sin() / (k as f32).sqrt())).sum::<f32>()
+        }
+    }
+
+    #[test]
+    fn a_notes_fifth_harmonic_is_not_a_major_third() {
+        // A2 and A3 as an instrument plays them: the fifth harmonic
+        // (C#5, C#6) is as loud as a note and no other note's harmonic;
+        // counted, it put a major third into everything.
+        let mut h = PitchHistogram::new();
+        h.add_frame(rich_frame(&[110.0, 220.0]));
+        let c = PitchHistogram::chroma(&h.histogram);
+        assert!(c[1] < 0.05 * c[9], "C# {:.3} against A {:.3}: {c:?}", c[1], c[9]);
+        // The third harmonic (the fifth, E) stays: major and minor share it.
+        assert!(c[4] > 0.1 * c[9], "{c:?}");
     }
 }
