@@ -6,10 +6,11 @@
 //! (2L, 3L, 4L: a true beat period repeats at every multiple), times a
 //! log-normal tempo prior centred on 120 BPM. That comb favours the beat
 //! over its subdivisions (whose multiples include off-beats), and the prior
-//! breaks the remaining tie between the beat and half-time. Finally the
-//! best candidate is compared with its octave neighbours (×2, ×½) and with
-//! ×3/2, ×2/3 by the same score. The result is refined by parabolic
-//! interpolation of the autocorrelation peak.
+//! breaks the remaining tie between the beat and half-time. The result is
+//! refined by parabolic interpolation of the autocorrelation peak; the
+//! level a listener taps is chosen among its octaves afterwards
+//! ([`level_score`]), and the beat period followed through the track by
+//! [`local_periods`].
 
 use super::features::FPS;
 
@@ -121,11 +122,6 @@ pub fn estimate(onset: &[f32], low_onset: &[f32]) -> Tempo {
         }
         bpm *= 1.005;
     }
-    // Octave correction by metrical structure, around the prior-weighted
-    // best. Half tempo, if the best's beats alternate strong and empty (its
-    // own midpoints carry little): then the best is a subdivision. Double
-    // tempo, if the best's midpoints are as strong as its beats or its
-    // quarter points carry a regular subdivision (a half-time feel).
     let chosen = best.0;
     // Refine on the raw ACF peak near the chosen period.
     let lag = lag_of(chosen);
