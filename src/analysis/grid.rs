@@ -416,18 +416,25 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?} {:?}", g.sections);
     }
 
-    #[test]
-    fn a_drifting_performance_keeps_its_beats() {
-        // Tempo wandering ±4 % over a few bars: no line fits for long.
-        let mut truth = vec![0.5];
+    /// 80 beats of a tempo wandering ±4 % over a few bars: no line fits
+    /// for long.
+    fn wandering_pulse() -> Vec<f64> {
+        let mut pulse = vec![0.5];
         for k in 1..80 {
             let period = 0.5 * (1.0 + 0.04 * (k as f64 / 6.0).sin());
-            truth.push(truth[k - 1] + period);
+            pulse.push(pulse[k - 1] + period);
         }
+        pulse
+    }
+
+    #[test]
+    fn a_drifting_performance_keeps_its_beats() {
+        let truth = wandering_pulse();
         let env = compute(&clicks(&truth, 45.0, 1500.0)).fine;
         let g = fit(&truth, &attacks(&env, &truth));
         let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
-        // Within the steadiness tolerance where a line was fitted, on the attacks elsewhere.
+        // Within the steadiness tolerance where a line was fitted, on the
+        // attacks' local curve elsewhere.
         assert!(worst < 0.007, "worst {worst} s; sections {:?}", g.sections);
     }
 
@@ -435,11 +442,7 @@ mod tests {
     fn a_drifting_performance_does_not_jitter_with_its_attacks() {
         // The same wandering tempo, each hit up to ±7 ms off the pulse (as
         // a drummer plays): the beats follow the pulse, not the hits.
-        let mut pulse = vec![0.5];
-        for k in 1..80 {
-            let period = 0.5 * (1.0 + 0.04 * (k as f64 / 6.0).sin());
-            pulse.push(pulse[k - 1] + period);
-        }
+        let pulse = wandering_pulse();
         let hits: Vec<f64> = pulse.iter().enumerate().map(|(k, t)| t + 0.007 * (((k * 37) % 11) as f64 / 5.0 - 1.0)).collect();
         let env = compute(&clicks(&hits, 45.0, 1500.0)).fine;
         let g = fit(&hits, &attacks(&env, &hits));
