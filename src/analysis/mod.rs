@@ -26,7 +26,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 6;
+pub const ANALYSIS_VERSION: i64 = 7;
 
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
@@ -216,14 +216,20 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let active = activity(&f);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     // The level a listener taps: of the periodicity and its octaves, the
-    // one where kick and snare take turns beat by beat.
-    let level = tempo::octaves(tempo.bpm)
+    // one where kick and snare take turns beat by beat — leaving out a
+    // level whose beats come long-short, long-short (swung eighths).
+    let levels: Vec<(f64, f64, f64)> = tempo::octaves(tempo.bpm)
         .map(|bpm| {
             let beats = beats::track(&f.onset, bpm, &active, beats::LOOSE);
-            (tempo::level_score(bpm, tempo::alternation(&f, &beats)[0]), bpm)
+            (tempo::level_score(bpm, tempo::alternation(&f, &beats)[0]), bpm, tempo::evenness(&f.onset, &beats))
         })
+        .collect();
+    let even = levels.iter().any(|l| l.2 >= tempo::MIN_EVENNESS);
+    let level = levels
+        .iter()
+        .filter(|l| !even || l.2 >= tempo::MIN_EVENNESS)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map_or(tempo.bpm, |(_, bpm)| bpm);
+        .map_or(tempo.bpm, |l| l.1);
     // The beats themselves, against a period that follows the music's
     // drift around that level.
     let tracked = beats::track_periods(&f.onset, &tempo::local_periods(&f.onset, level), &active, beats::TIGHT);

@@ -257,6 +257,50 @@ pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
 }
 
 
+/// Below this evenness (`evenness`) a level's beats are not a beat but
+/// swung eighths: every other interval between the strongest onsets near
+/// them is a good third longer than the one before it.
+pub const MIN_EVENNESS: f64 = 0.75;
+
+/// How evenly the strongest onsets near `beats` (within 0.4 of a beat
+/// either side) follow one another, their intervals taken alternately:
+/// the total of the odd intervals against the even ones, the smaller over
+/// the larger. 1 for a steady beat; where the beats are the eighths of a
+/// shuffle, the onsets come long-short, long-short (0.5 for triplet swing)
+/// however evenly the tracker spaced the beats.
+pub fn evenness(onset: &[f32], beats: &[f64]) -> f64 {
+    if beats.len() < 5 {
+        return 1.0;
+    }
+    let mut intervals: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+    let mid = intervals.len() / 2;
+    let period = *intervals.select_nth_unstable_by(mid, f64::total_cmp).1;
+    let reach = (0.4 * period * FPS) as isize;
+    let peaks: Vec<f64> = beats
+        .iter()
+        .map(|&t| {
+            let c = (t * FPS).round() as isize;
+            let frames = (c - reach).max(0)..=(c + reach).min(onset.len() as isize - 1);
+            frames.max_by(|&a, &b| onset[a as usize].total_cmp(&onset[b as usize])).map_or(t, |i| i as f64 / FPS)
+        })
+        .collect();
+    // As many intervals of each parity.
+    let n = (peaks.len() - 1) / 2 * 2;
+    let (mut first, mut second) = (0.0, 0.0);
+    for i in 0..n {
+        let d = peaks[i + 1] - peaks[i];
+        if i % 2 == 0 {
+            first += d;
+        } else {
+            second += d;
+        }
+    }
+    if first <= 0.0 || second <= 0.0 {
+        return 1.0;
+    }
+    first.min(second) / first.max(second)
+}
+
 /// The tapping level's range: outside it nobody counts.
 const TAP_RANGE: (f64, f64) = (55.0, 200.0);
 /// Preference among levels: a log-normal around 115 BPM, 0.75 octaves
@@ -316,5 +360,33 @@ mod tests {
         let peak = (20..90).max_by(|&a, &b| acf[a].total_cmp(&acf[b])).unwrap();
         assert_eq!(peak, 50);
         assert!((acf[50] - acf[100]).abs() < 1e-12 && acf[50] > 10.0 * acf[75], "{} {} {}", acf[50], acf[100], acf[75]);
+    }
+
+    /// Onsets on the beats of `bpm` (strength 1) and on the eighth between
+    /// them (0.6), `swing` of a beat after each beat.
+    fn eighths(bpm: f64, swing: f64, seconds: f64) -> Vec<f32> {
+        let n = (seconds * FPS) as usize;
+        let mut x = vec![0.0f32; n];
+        let period = 60.0 / bpm;
+        let mut t = 0.5;
+        while t + period < seconds {
+            x[(t * FPS).round() as usize] = 1.0;
+            x[((t + swing * period) * FPS).round() as usize] = 0.6;
+            t += period;
+        }
+        x
+    }
+
+    #[test]
+    fn swung_eighths_tracked_as_beats_are_uneven() {
+        let active = vec![true; (40.0 * FPS) as usize];
+        // A shuffle at 80 BPM tracked at 160: long-short, long-short.
+        let onset = eighths(80.0, 2.0 / 3.0, 40.0);
+        let swung = crate::analysis::beats::track(&onset, 160.0, &active, crate::analysis::beats::LOOSE);
+        assert!(evenness(&onset, &swung) < MIN_EVENNESS, "{}", evenness(&onset, &swung));
+        // Straight eighths at 160 are a beat like any other.
+        let onset = eighths(80.0, 0.5, 40.0);
+        let straight = crate::analysis::beats::track(&onset, 160.0, &active, crate::analysis::beats::LOOSE);
+        assert!(evenness(&onset, &straight) > 0.97, "{}", evenness(&onset, &straight));
     }
 }
