@@ -334,9 +334,9 @@ fn solve3(mut m: [[f64; 4]; 3]) -> Option<[f64; 3]> {
         }
         m.swap(col, pivot);
         for row in col + 1..3 {
-            let f = m[row][col] / m[col][col];
-            for c in col..4 {
-                m[row][c] -= f * m[col][c];
+            let (f, pivot_row) = (m[row][col] / m[col][col], m[col]);
+            for (x, p) in m[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
             }
         }
     }
