@@ -31,11 +31,9 @@ pub fn track_periods(onset: &[f32], periods: &[f64], active: &[bool], tightness:
     if n < 4 {
         return Vec::new();
     }
-    let onset = &onset[..n];
-    let mut sorted = periods[..n].to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let period = sorted[n / 2];
-    let (shortest, longest) = (sorted[0], sorted[n - 1]);
+    let (onset, periods) = (&onset[..n], &periods[..n]);
+    let period = periods.iter().sum::<f64>() / n as f64;
+    let (shortest, longest) = periods.iter().fold((f64::MAX, 0.0f64), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
     // Local score: onset normalised by its spread, smoothed with a Gaussian
     // about a 32nd of the period wide (as librosa does).
     let mean = onset.iter().map(|v| *v as f64).sum::<f64>() / n as f64;

@@ -68,8 +68,8 @@ pub struct FileAnalysis {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnalysisLimits {
     /// Longer files are refused (analysis memory grows with the length,
-    /// about 14 KB per second measured: the features and the tracker's
-    /// per-frame arrays; 78 MB peak for an hour). Default: `3600.0` (an
+    /// about 17 KB per second measured: the features and the tracker's
+    /// per-frame arrays; 86 MB peak for an hour). Default: `3600.0` (an
     /// hour).
     pub max_seconds: f64,
 }

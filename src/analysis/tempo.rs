@@ -177,23 +177,25 @@ pub fn local_periods(onset: &[f32], bpm: f64) -> Vec<f64> {
         return vec![global; n];
     }
     // Per window, each candidate's normalised comb score.
-    let scores: Vec<Vec<f64>> = centres
-        .iter()
-        .map(|&c| {
-            let (a, b) = (c.saturating_sub(half_window), (c + half_window).min(n));
-            let acf = autocorrelation(&env[a..b], max_lag);
-            let zero = acf.first().copied().unwrap_or(0.0);
-            if zero <= 0.0 || acf.len() <= max_lag {
-                return vec![0.0; candidates.len()];
-            }
-            candidates.iter().map(|&p| (interp(&acf, p) + interp(&acf, 2.0 * p)) / (2.0 * zero)).collect()
-        })
-        .collect();
+    // Per window, each candidate's normalised comb score (computed as the
+    // Viterbi pass reaches the window: nothing per window is kept but the
+    // back pointers, a byte per candidate).
+    let scores = |c: usize| -> Vec<f64> {
+        let (a, b) = (c.saturating_sub(half_window), (c + half_window).min(n));
+        let acf = autocorrelation(&env[a..b], max_lag);
+        let zero = acf.first().copied().unwrap_or(0.0);
+        if zero <= 0.0 || acf.len() <= max_lag {
+            return vec![0.0; candidates.len()];
+        }
+        candidates.iter().map(|&p| (interp(&acf, p) + interp(&acf, 2.0 * p)) / (2.0 * zero)).collect()
+    };
     // Viterbi through the windows.
     let m = candidates.len();
-    let mut total = scores[0].clone();
-    let mut back = vec![vec![0usize; m]; centres.len()];
-    for w in 1..centres.len() {
+    debug_assert!(m <= u8::MAX as usize + 1);
+    let mut total = scores(centres[0]);
+    let mut back = vec![0u8; centres.len() * m];
+    for (w, &c) in centres.iter().enumerate().skip(1) {
+        let here = scores(c);
         let mut next = vec![f64::MIN; m];
         for j in 0..m {
             let (lo, hi) = (j.saturating_sub(LOCAL_MAX_STEPS), (j + LOCAL_MAX_STEPS).min(m - 1));
@@ -201,8 +203,8 @@ pub fn local_periods(onset: &[f32], bpm: f64) -> Vec<f64> {
                 .map(|i| (i, total[i] - LOCAL_CHANGE_COST * i.abs_diff(j) as f64))
                 .max_by(|x, y| x.1.total_cmp(&y.1))
                 .expect("non-empty range");
-            next[j] = best + scores[w][j];
-            back[w][j] = arg;
+            next[j] = best + here[j];
+            back[w * m + j] = arg as u8;
         }
         total = next;
     }
@@ -210,7 +212,7 @@ pub fn local_periods(onset: &[f32], bpm: f64) -> Vec<f64> {
     let mut path = vec![0usize; centres.len()];
     for w in (0..centres.len()).rev() {
         path[w] = j;
-        j = back[w][j];
+        j = back[w * m + j] as usize;
     }
     // Linear between window centres.
     (0..n)
