@@ -33,7 +33,7 @@ pub fn track_periods(onset: &[f32], periods: &[f64], active: &[bool], tightness:
     }
     let (onset, periods) = (&onset[..n], &periods[..n]);
     let period = periods.iter().sum::<f64>() / n as f64;
-    let (shortest, longest) = periods.iter().fold((f64::MAX, 0.0f64), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
+    let longest = periods.iter().copied().fold(0.0f64, f64::max);
     // Local score: onset normalised by its spread, smoothed with a Gaussian
     // about a 32nd of the period wide (as librosa does).
     let mean = onset.iter().map(|v| *v as f64).sum::<f64>() / n as f64;
@@ -54,7 +54,6 @@ pub fn track_periods(onset: &[f32], periods: &[f64], active: &[bool], tightness:
         })
         .collect();
 
-    let lo = (shortest / 2.0).round().max(1.0) as usize;
     let hi = (longest * 2.0).round() as usize;
     let ln_d: Vec<f64> = (0..=hi).map(|d| (d.max(1) as f64).ln()).collect();
     let mut score = vec![0.0f64; n];
@@ -63,7 +62,7 @@ pub fn track_periods(onset: &[f32], periods: &[f64], active: &[bool], tightness:
         let mut best = 0.0;
         let mut arg = usize::MAX;
         let ln_p = periods[t].ln();
-        let (lo_t, hi_t) = ((periods[t] / 2.0).round().max(lo as f64) as usize, (periods[t] * 2.0).round() as usize);
+        let (lo_t, hi_t) = ((periods[t] / 2.0).round().max(1.0) as usize, (periods[t] * 2.0).round() as usize);
         for d in lo_t..=hi_t.min(t) {
             let s = score[t - d] - tightness * (ln_d[d] - ln_p).powi(2);
             if s > best {

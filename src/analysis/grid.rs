@@ -255,7 +255,9 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
         .iter()
         .map(|&(i, j)| sums.line(i, j).filter(|l| j - i >= MIN_SECTION && (l.smooth_ssr / l.n).sqrt() <= STEADY_RMS_S))
         .collect();
-    let curve = local_curve(&(0..n).map(|k| points[k].unwrap_or(smooth[k])).collect::<Vec<_>>());
+    // Each beat on its attack, or on the local fit where it has none.
+    let on_attacks: Vec<f64> = (0..n).map(|k| points[k].unwrap_or(smooth[k])).collect();
+    let curve = local_curve(&on_attacks);
     let mut beats = Vec::with_capacity(n);
     let mut sections = Vec::new();
     for (r, &(i, j)) in runs.iter().enumerate() {
@@ -276,7 +278,7 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
                 beats.extend((i..j).map(|k| {
                     let near = (after_steady && k < i + CURVE_HALF_WIDTH) || (before_steady && k + CURVE_HALF_WIDTH >= j);
                     if near {
-                        points[k].unwrap_or(smooth[k])
+                        on_attacks[k]
                     } else {
                         curve[k]
                     }

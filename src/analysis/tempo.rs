@@ -176,7 +176,6 @@ pub fn local_periods(onset: &[f32], bpm: f64) -> Vec<f64> {
     if centres.len() < 2 || candidates.is_empty() {
         return vec![global; n];
     }
-    // Per window, each candidate's normalised comb score.
     // Per window, each candidate's normalised comb score (computed as the
     // Viterbi pass reaches the window: nothing per window is kept but the
     // back pointers, a byte per candidate).
