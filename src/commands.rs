@@ -215,6 +215,10 @@ struct ClipScore {
     path: String,
     beat_f: Option<f64>,
     downbeat_f: Option<f64>,
+    /// Median signed offset of our beats from the annotations (ms).
+    beat_offset_ms: Option<f64>,
+    /// Share of annotated beats with one of ours within 20 ms.
+    beats_within_20ms: Option<f64>,
     bpm: f64,
     ref_bpm: Option<f64>,
     tempo_acc1: Option<bool>,
@@ -257,6 +261,7 @@ pub fn eval(annotations: Option<&Path>, paths: &[PathBuf], json: bool) -> anyhow
             if beats_file.exists() {
                 let reference = eval::read_beats(&beats_file)?;
                 c.beat_f = Some(eval::f_measure(&reference.beats, &a.beats));
+                (c.beat_offset_ms, c.beats_within_20ms) = eval::timing(&reference.beats, &a.beats).unzip();
                 if !reference.downbeats.is_empty() {
                     c.downbeat_f = Some(eval::f_measure(&reference.downbeats, &a.downbeats));
                 }
@@ -279,9 +284,11 @@ pub fn eval(annotations: Option<&Path>, paths: &[PathBuf], json: bool) -> anyhow
                     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
                     let yes = |v: Option<bool>| v.map_or("-", |v| if v { "yes" } else { "no" });
                     println!(
-                        "{}: beat F {}, downbeat F {}, tempo {:.1} (ref {}) acc1 {} acc2 {}, key {} (ref {}) {}",
+                        "{}: beat F {} (offset {}, {} within 20 ms), downbeat F {}, tempo {:.1} (ref {}) acc1 {} acc2 {}, key {} (ref {}) {}",
                         path.display(),
                         f(c.beat_f),
+                        c.beat_offset_ms.map_or("-".to_string(), |v| format!("{v:+.1} ms")),
+                        c.beats_within_20ms.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0)),
                         f(c.downbeat_f),
                         c.bpm,
                         c.ref_bpm.map_or("-".to_string(), |b| format!("{b:.1}")),
@@ -563,8 +570,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let beats = eval::read_beats(&dir.join("annotations").join(format!("{stem}.beats"))).map_err(anyhow::Error::msg)?.beats;
             let bpm: f64 = std::fs::read_to_string(dir.join("annotations").join(format!("{stem}.bpm")))?.trim().parse()?;
-            let mut pcm = decode_all(path, rate)?;
-            add_marks(&mut pcm, rate, &beats, MARK_A_HZ);
+            let pcm = decode_all(path, rate)?;
             let analysis = analysis::analyze_pcm(&pcm, rate)?;
             Ok(Clip { name: stem, pcm, analysis, beats, bpm })
         },
@@ -589,12 +595,14 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     let mut lag_differences: Vec<f64> = Vec::new();
     for (i, j) in pairs {
         let (a, b) = (&clips[i], &clips[j]);
-        // B's clicks at their own frequency.
-        let mut b_pcm = b.pcm.clone();
+        // Each clip's clicks at its own frequency, and only there: a click
+        // train of B at A's frequency would be found as A's.
+        let (mut a_pcm, mut b_pcm) = (a.pcm.clone(), b.pcm.clone());
+        add_marks(&mut a_pcm, rate, &a.beats, MARK_A_HZ);
         add_marks(&mut b_pcm, rate, &b.beats, MARK_B_HZ);
         let planned = plan(&a.analysis, &b.analysis, &settings);
         let post = |p: &nonstop::transition::Plan| if p.mode == Mode::Beatmatched { p.glide_out_s() } else { 0.5 };
-        let (r, aired) = render_checked(&a.pcm, &b_pcm, &planned, (&a.analysis, &b.analysis), &settings, rate, 0.0, post, false, Vec::new());
+        let (r, aired) = render_checked(&a_pcm, &b_pcm, &planned, (&a.analysis, &b.analysis), &settings, rate, 0.0, post, false, Vec::new());
         let line = if aired.mode == Mode::Beatmatched {
             beatmatched += 1;
             let overlap = &r.pcm[r.overlap_start * 2..r.overlap_end * 2];

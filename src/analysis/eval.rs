@@ -45,6 +45,28 @@ pub fn f_measure(reference: &[f64], estimated: &[f64]) -> f64 {
     }
 }
 
+/// Timing of `estimated` against `reference` beyond the F-measure's
+/// ±70 ms: the median signed offset (estimate − annotation, ms) of the
+/// beats it matches, and the share of annotations (after `SKIP_S`) with an
+/// estimate within 20 ms. A transition lines two tracks' beats up, so a
+/// clip's offset is what it brings into every pair it is in. `None` when
+/// nothing matches.
+pub fn timing(reference: &[f64], estimated: &[f64]) -> Option<(f64, f64)> {
+    let r: Vec<f64> = reference.iter().copied().filter(|t| *t >= SKIP_S).collect();
+    let mut offsets: Vec<f64> = r
+        .iter()
+        .filter_map(|t| estimated.iter().map(|e| e - t).min_by(|x, y| x.abs().total_cmp(&y.abs())))
+        .filter(|d| d.abs() <= WINDOW_S)
+        .map(|d| d * 1000.0)
+        .collect();
+    if offsets.is_empty() {
+        return None;
+    }
+    let within = offsets.iter().filter(|d| d.abs() <= 20.0).count() as f64 / r.len() as f64;
+    offsets.sort_by(f64::total_cmp);
+    Some((offsets[offsets.len() / 2], within))
+}
+
 /// Reads a `.beats` annotation: one beat time in seconds per line,
 /// optionally followed by its position in the bar. Blank lines and `#`
 /// comments are skipped. Errors name the line.
