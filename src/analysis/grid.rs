@@ -430,6 +430,16 @@ mod tests {
     }
 
     #[test]
+    fn a_wandering_pulse_is_not_called_steady() {
+        // ±4 % over some 38 beats, as a band without a click breathes: the
+        // beats follow it, but no stretch of it is one tempo.
+        let pulse = wandering_pulse();
+        let env = compute(&clicks(&pulse, 45.0, 1500.0)).fine;
+        let g = fit(&pulse, &attacks(&env, &pulse));
+        assert!(g.steadiness() < 0.5, "steadiness {:.2}: {:?}", g.steadiness(), g.sections);
+    }
+
+    #[test]
     fn a_drifting_performance_keeps_its_beats() {
         let truth = wandering_pulse();
         let env = compute(&clicks(&truth, 45.0, 1500.0)).fine;

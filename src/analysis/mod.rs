@@ -26,7 +26,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 7;
+pub const ANALYSIS_VERSION: i64 = 8;
 
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
@@ -55,6 +55,28 @@ pub struct Analysis {
     /// dropping out to the cue-out.
     pub intro_bars: u32,
     pub outro_bars: u32,
+    /// Where the beats keep one tempo (the grid's steady sections: first
+    /// and last beat, seconds). A beatmatched transition needs a steady
+    /// pulse where the two tracks meet. `None` in catalogues analysed
+    /// before it was kept: not known, not held against the track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<Vec<(f64, f64)>>,
+}
+
+impl Analysis {
+    /// Share of `beats` (seconds) on a steady section, 0..1; 1 where the
+    /// sections are not known. A section counts up to a beat beyond its
+    /// ends (the end beats the grid adds where the tracker stopped short
+    /// are on its line).
+    pub fn steady_share(&self, beats: &[f64]) -> f64 {
+        let Some(spans) = &self.steady else { return 1.0 };
+        if beats.is_empty() {
+            return 0.0;
+        }
+        let beat = 60.0 / self.bpm.max(1.0);
+        let on = beats.iter().filter(|t| spans.iter().any(|(a, b)| **t >= a - beat - 1e-3 && **t <= b + beat + 1e-3)).count();
+        on as f64 / beats.len() as f64
+    }
 }
 
 /// What the catalogue learns from one file: its tags and its analysis.
@@ -251,7 +273,8 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
     // To 10 µs: the grid is good to a fraction of a millisecond.
-    let round = |v: Vec<f64>| v.into_iter().map(|t| (t * 1e5).round() / 1e5).collect();
+    let round1 = |t: f64| (t * 1e5).round() / 1e5;
+    let round = |v: Vec<f64>| v.into_iter().map(round1).collect();
     Analysis {
         duration_s,
         bpm,
@@ -268,6 +291,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         cue_out_s,
         intro_bars,
         outro_bars,
+        steady: Some(grid.sections.iter().map(|&(first, end, _)| (round1(grid.beats[first]), round1(grid.beats[end - 1]))).collect()),
     }
 }
 
