@@ -189,6 +189,10 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
 /// section of its grid (`Analysis::steady`).
 const MIN_STEADY_SHARE: f64 = 0.5;
 
+/// How far (bars) A's overlap may move back from A's end to find a steady
+/// pulse.
+const MAX_EARLIER_BARS: usize = 16;
+
 /// Bars B keeps after the transition into it (overlap and glide), so that
 /// B in its turn can be mixed out beat for beat: a 4-bar overlap, and the
 /// bar under way when the hand-over to B's own audio ends.
@@ -259,17 +263,27 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     }
     // Phrase alignment: the overlap starts a multiple of 8 bars after A's
     // first downbeat, as late as possible — else on 4 bars, else on the
-    // bar, never before `a_from_s`.
+    // bar, never before `a_from_s`. Where A's pulse is not steady there
+    // (a ritardando, a free ending) but is up to `MAX_EARLIER_BARS`
+    // before, the overlap moves there: A is mixed out before its ending,
+    // as a DJ would.
     let latest = a_last - max_bars;
-    let start = [if max_bars >= 8 { 8 } else { 4 }, 4, 1]
+    let overlap_beats = |start: usize| -> Vec<f64> {
+        let (from, to) = (a_bars[start], a_bars[start + max_bars.min(a_last - start)]);
+        a.beats.iter().copied().filter(|t| *t >= from - 1e-3 && *t <= to + 1e-3).collect()
+    };
+    let phrases = [if max_bars >= 8 { 8 } else { 4 }, 4, 1];
+    let aligned = |phrase: usize| latest - latest % phrase;
+    let lowest = earliest.max(latest.saturating_sub(MAX_EARLIER_BARS));
+    let start = phrases
         .into_iter()
-        .map(|phrase| latest - latest % phrase)
-        .find(|s| *s >= earliest)
+        .flat_map(|phrase| (lowest..=aligned(phrase)).rev().step_by(phrase))
+        .find(|&s| a.steady_share(&overlap_beats(s)) >= MIN_STEADY_SHARE)
+        .or_else(|| phrases.into_iter().map(aligned).find(|s| *s >= earliest))
         .unwrap_or(latest);
     let bars = max_bars.min(a_last - start);
-    let a_out = a_bars[start];
-    let a_end = a_bars[start + bars];
-    let a_beats: Vec<f64> = a.beats.iter().copied().filter(|t| *t >= a_out - 1e-3 && *t <= a_end + 1e-3).collect();
+    let (a_out, a_end) = (a_bars[start], a_bars[start + bars]);
+    let a_beats = overlap_beats(start);
     let n = a_beats.len();
     if n < 2 || b_start + n > b_grid.len() {
         return crossfade(Fallback::TooShort, "beat grids too short for the overlap".into());
@@ -432,6 +446,25 @@ mod tests {
         // A steady only at its start: the overlap at its end wanders.
         let mut a = a;
         a.steady = Some(vec![(0.5, 60.0)]);
+        assert_eq!(plan(&a, &b, &s).fallback, Some(Fallback::Unsteady));
+    }
+
+    #[test]
+    fn an_unsteady_ending_is_mixed_out_of_before_it() {
+        let s = TransitionSettings::default();
+        let b = steady(120.0, 240.0);
+        // A's last 25 s (13 bars) wander: the overlap moves back by a
+        // phrase, to where most of it is steady, and A ends there.
+        let mut a = steady(124.0, 240.0);
+        a.steady = Some(vec![(0.5, 215.0)]);
+        let p = plan(&a, &b, &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!(a.steady_share(&p.a_beats) >= MIN_STEADY_SHARE, "{:?}", p.a_beats);
+        let with_steady_end = plan(&steady(124.0, 240.0), &b, &s);
+        let bar = 4.0 * 60.0 / 124.0;
+        assert!((with_steady_end.a_out_s - p.a_out_s - 8.0 * bar).abs() < 1e-6, "{} {}", with_steady_end.a_out_s, p.a_out_s);
+        // More than MAX_EARLIER_BARS of wandering: no beatmatch at the end.
+        a.steady = Some(vec![(0.5, 170.0)]);
         assert_eq!(plan(&a, &b, &s).fallback, Some(Fallback::Unsteady));
     }
 
