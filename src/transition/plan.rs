@@ -193,6 +193,10 @@ const MIN_STEADY_SHARE: f64 = 0.5;
 /// pulse.
 const MAX_EARLIER_BARS: usize = 16;
 
+/// How far (bars) B's entry may move on from its first downbeat to find a
+/// steady pulse.
+const MAX_LATER_BARS: usize = 8;
+
 /// Bars B keeps after the transition into it (overlap and glide), so that
 /// B in its turn can be mixed out beat for beat: a 4-bar overlap, and the
 /// bar under way when the hand-over to B's own audio ends.
@@ -240,24 +244,37 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     // A: full bars that end by the cue-out.
     let a_bars: Vec<f64> = a.downbeats.iter().copied().filter(|d| *d <= a.cue_out_s + 1e-3).collect();
     let b_bar_starts: Vec<f64> = b.downbeats.iter().copied().filter(|d| *d >= b.cue_in_s - 0.05).collect();
-    let Some(&b_in) = b_bar_starts.first() else {
+    if b_bar_starts.is_empty() {
         return crossfade(Fallback::NoDownbeat, "B has no downbeat after its cue-in".into());
+    }
+    let a_last = a_bars.len().saturating_sub(1);
+    let earliest = a_bars.iter().position(|d| *d >= a_from_s - 1e-3).unwrap_or(a_bars.len());
+    // B entering on its `k`th downbeat after the cue-in: B's grid (at A's
+    // tempo multiple, anchored there), where the downbeat is on it, B's
+    // bars after it, and the longest overlap both tracks allow — at most
+    // the setting, at most half of A's bars, starting no earlier than
+    // `a_from_s`; B keeps `b_keeps` after the overlap and the glide, and a
+    // third at least of its room for the glide.
+    let entry = |k: usize| {
+        let b_in = b_bar_starts[k];
+        let b_grid = regrid(&b.beats, multiple, b_in);
+        let b_start = index_of(&b_grid, b_in);
+        let b_bars = b_start.map_or(0, |i| b_grid.len().saturating_sub(i + 1) / meter);
+        let b_room = b_bars.saturating_sub(b_keeps);
+        let glide_min = if b_keeps > 0 { (s.glide_bars as usize).min(b_room / 3) } else { 0 };
+        let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(a_last.saturating_sub(earliest)).min(b_room - glide_min);
+        (b_in, b_grid, b_start, b_bars, max_bars)
     };
-    let b_grid = regrid(&b.beats, multiple, b_in);
-    let Some(b_start) = index_of(&b_grid, b_in) else {
+    // On B's first downbeat — or, where B's pulse wanders there (a free
+    // intro) but is steady from a downbeat up to `MAX_LATER_BARS` on,
+    // there: a DJ drops a track in where its groove starts.
+    let steady_entry = (0..=MAX_LATER_BARS.min(b_bar_starts.len() - 1)).map(entry).find(|(_, grid, start, _, bars)| {
+        start.is_some_and(|i| *bars >= 4 && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= MIN_STEADY_SHARE)
+    });
+    let (b_in, b_grid, b_start, b_bars, max_bars) = steady_entry.unwrap_or_else(|| entry(0));
+    let Some(b_start) = b_start else {
         return crossfade(Fallback::NoDownbeat, "B's downbeat is not on its beat grid".into());
     };
-    let b_beats_left = b_grid.len().saturating_sub(b_start + 1);
-    // Longest overlap both tracks allow, at most the setting, at least 4
-    // bars: at most half of A's bars, starting no earlier than `a_from_s`;
-    // B keeps `b_keeps` after the overlap and the glide.
-    let a_last = a_bars.len().saturating_sub(1);
-    let b_bars = b_beats_left / meter;
-    let earliest = a_bars.iter().position(|d| *d >= a_from_s - 1e-3).unwrap_or(a_bars.len());
-    // Of B's room, a third at least is left for the glide.
-    let b_room = b_bars.saturating_sub(b_keeps);
-    let glide_min = if b_keeps > 0 { (s.glide_bars as usize).min(b_room / 3) } else { 0 };
-    let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(a_last.saturating_sub(earliest)).min(b_room - glide_min);
     if max_bars < 4 {
         return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
     }
@@ -466,6 +483,21 @@ mod tests {
         // More than MAX_EARLIER_BARS of wandering: no beatmatch at the end.
         a.steady = Some(vec![(0.5, 170.0)]);
         assert_eq!(plan(&a, &b, &s).fallback, Some(Fallback::Unsteady));
+    }
+
+    #[test]
+    fn a_free_intro_is_skipped_to_where_the_groove_starts() {
+        let s = TransitionSettings::default();
+        let a = steady(124.0, 240.0);
+        // B's first 30 s (15 bars) wander: B enters a few bars on, where
+        // most of the overlap is on its steady pulse.
+        let mut b = steady(120.0, 240.0);
+        b.steady = Some(vec![(30.0, 239.0)]);
+        let p = plan(&a, &b, &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!(p.b_in_s > 10.0 && p.b_in_s <= 0.5 + 8.0 * 2.0 + 1e-6, "B enters at {} s", p.b_in_s);
+        assert!(b.steady_share(&p.b_beats) >= MIN_STEADY_SHARE, "{:?}", p.b_beats);
+        assert!(b.downbeats.iter().any(|d| (d - p.b_in_s).abs() < 1e-9), "B enters on a downbeat");
     }
 
     #[test]
