@@ -52,8 +52,11 @@ fn rescan_skips_unchanged_and_reanalyses_changed_and_outdated() {
     let titles: Vec<String> = c.playable().unwrap().iter().map(|t| t.title.clone()).collect();
     assert_eq!(titles.len(), 2);
     assert!(!titles.contains(&"High".to_string()));
-    let a = c.analysis(c.playable().unwrap()[0].id).unwrap().expect("stored analysis");
+    let track = c.playable().unwrap()[0].clone();
+    let a = c.analysis(track.id).unwrap().expect("stored analysis");
     assert!(!a.beats.is_empty());
+    assert!(a.steady.is_some(), "the grid's steady sections are stored");
+    assert_eq!(track.steadiness, a.steadiness(), "the ordering sees the analysis's steadiness");
 }
 
 #[test]

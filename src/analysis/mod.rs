@@ -64,6 +64,11 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// Share of the track's beats on a steady section (see `steady_share`).
+    pub fn steadiness(&self) -> f64 {
+        self.steady_share(&self.beats)
+    }
+
     /// Share of `beats` (seconds) on a steady section, 0..1; 1 where the
     /// sections are not known. A section counts up to a beat beyond its
     /// ends (the end beats the grid adds where the tracker stopped short

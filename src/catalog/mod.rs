@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// Bumped when the schema changes; older databases are migrated by dropping
 /// and rescanning (the catalogue is a cache of the library, not the truth).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -45,6 +45,9 @@ pub struct Track {
     pub camelot: String,
     pub energy: f64,
     pub loudness_lufs: f64,
+    /// Share of its beats on a steady tempo, 0..1 (1 where not known): a
+    /// beatmatched transition needs a steady pulse on both sides.
+    pub steadiness: f64,
 }
 
 impl Track {
@@ -194,6 +197,8 @@ impl Catalog {
                      camelot TEXT,
                      energy REAL,
                      loudness_lufs REAL,
+                     -- Share of the beats on a steady tempo, 0..1.
+                     steadiness REAL,
                      -- The whole analysis (beats, downbeats, cues) as JSON.
                      analysis TEXT,
                      scanned_at INTEGER NOT NULL,
@@ -305,7 +310,7 @@ impl Catalog {
 }
 
 const TRACK_COLUMNS: &str =
-    "id, path, title, artist, album, genre, duration_s, COALESCE(bpm, 0), COALESCE(key, ''), COALESCE(camelot, ''), COALESCE(energy, 0), COALESCE(loudness_lufs, -70)";
+    "id, path, title, artist, album, genre, duration_s, COALESCE(bpm, 0), COALESCE(key, ''), COALESCE(camelot, ''), COALESCE(energy, 0), COALESCE(loudness_lufs, -70), COALESCE(steadiness, 1)";
 
 fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
     Ok(Track {
@@ -321,5 +326,6 @@ fn track_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
         camelot: r.get(9)?,
         energy: r.get(10)?,
         loudness_lufs: r.get(11)?,
+        steadiness: r.get(12)?,
     })
 }

@@ -215,7 +215,7 @@ impl Catalog {
                 conn.execute(
                     "UPDATE tracks SET title = ?2, artist = ?3, album = ?4, duration_s = ?5, status = 'ok', error = NULL,
                          analysis_version = ?6, bpm = ?7, key = ?8, camelot = ?9, energy = ?10, loudness_lufs = ?11,
-                         analysis = ?12, scanned_at = ?13, genre = ?14, attempts = 0, retry_at = 0
+                         analysis = ?12, scanned_at = ?13, genre = ?14, steadiness = ?15, attempts = 0, retry_at = 0
                      WHERE id = ?1",
                     params![
                         id,
@@ -231,7 +231,8 @@ impl Catalog {
                         a.loudness_lufs,
                         json,
                         now_s(),
-                        f.tags.genre.clone().unwrap_or_default()
+                        f.tags.genre.clone().unwrap_or_default(),
+                        a.steadiness()
                     ],
                 )?;
                 Ok(Outcome::Analysed)

@@ -1,6 +1,6 @@
 //! How far apart two tracks are, as neighbours in the running order.
 //!
-//! The distance is a weighted sum of six terms, each scaled so that 1.0 is
+//! The distance is a weighted sum of seven terms, each scaled so that 1.0 is
 //! "a mismatch a listener notices":
 //!
 //! | term     | 0 when                          | 1 when                                   |
@@ -11,6 +11,7 @@
 //! | loudness | same integrated loudness        | 6 LU apart                               |
 //! | genre    | same genre tag                  | different tags (0.5 when one is unknown) |
 //! | artist   | different artists               | the same artist                          |
+//! | steadiness | as steady as each other       | one on a steady tempo throughout, the other nowhere |
 //!
 //! Tempo is octave-aware because the mixer beatmatches 70 BPM against 140
 //! at half/double time. Past the mixer's stretch limit (`mixer.max_tempo_change`)
@@ -19,7 +20,11 @@
 //! steps that are all just too far. Key steps count moves on the Camelot wheel: one
 //! number round the wheel or a switch between A and B at the same number is
 //! one step. 0 steps costs 0, 1 step (a harmonic mix) 0.2, 2 steps 0.6, more
-//! 1.0; an unknown key costs 0.5. The sum is symmetric, so the tour can be
+//! 1.0; an unknown key costs 0.5. Steadiness is the share of a track's
+//! beats on a steady tempo: the mixer beatmatches only where both tracks
+//! keep a steady pulse, so steady tracks next to steady ones get more
+//! beatmatched transitions (a live band or a classical piece between two
+//! of them costs two crossfades). The sum is symmetric, so the tour can be
 //! walked in either direction.
 
 use serde::Deserialize;
@@ -40,6 +45,7 @@ pub struct Weights {
     pub loudness: f64,
     pub genre: f64,
     pub artist: f64,
+    pub steadiness: f64,
     /// The tempo change that costs 1.0: the mixer's stretch limit
     /// (`mixer.max_tempo_change`), not a key of this section.
     #[serde(skip)]
@@ -48,7 +54,7 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { tempo: 1.0, key: 0.6, energy: 0.5, loudness: 0.2, genre: 0.3, artist: 0.5, tempo_limit: 0.08 }
+        Weights { tempo: 1.0, key: 0.6, energy: 0.5, loudness: 0.2, genre: 0.3, artist: 0.5, steadiness: 0.5, tempo_limit: 0.08 }
     }
 }
 
@@ -62,6 +68,7 @@ impl Weights {
             ("ordering.weights.loudness", self.loudness),
             ("ordering.weights.genre", self.genre),
             ("ordering.weights.artist", self.artist),
+            ("ordering.weights.steadiness", self.steadiness),
         ]
         .into_iter()
         .find(|(_, w)| !w.is_finite() || *w < 0.0)
@@ -106,6 +113,7 @@ pub struct Features {
     loudness: f64,
     genre: String,
     artist: String,
+    steadiness: f64,
 }
 
 impl Features {
@@ -117,6 +125,7 @@ impl Features {
             loudness: t.loudness_lufs,
             genre: t.genre.trim().to_lowercase(),
             artist: t.artist.trim().to_lowercase(),
+            steadiness: t.steadiness.clamp(0.0, 1.0),
         }
     }
 }
@@ -170,6 +179,7 @@ pub fn distance(w: &Weights, a: &Features, b: &Features) -> f64 {
         + w.loudness * (a.loudness - b.loudness).abs() / LOUDNESS_UNIT_LU
         + w.genre * genre
         + w.artist * artist
+        + w.steadiness * (a.steadiness - b.steadiness).abs()
 }
 
 #[cfg(test)]
@@ -199,7 +209,7 @@ mod tests {
 
     #[test]
     fn distance_is_symmetric_and_zero_on_itself() {
-        let t = |bpm: f64, cam: &str, e: f64, artist: &str| Track {
+        let t = |bpm: f64, cam: &str, e: f64, artist: &str, steadiness: f64| Track {
             id: 1,
             path: "/x.mp3".into(),
             title: "t".into(),
@@ -212,13 +222,16 @@ mod tests {
             camelot: cam.into(),
             energy: e,
             loudness_lufs: -10.0,
+            steadiness,
         };
         let w = Weights::default();
-        let (a, b) = (Features::of(&t(124.0, "8A", 0.6, "x")), Features::of(&t(128.0, "3B", 0.3, "y")));
+        let (a, b) = (Features::of(&t(124.0, "8A", 0.6, "x", 1.0)), Features::of(&t(128.0, "3B", 0.3, "y", 0.2)));
         assert!((distance(&w, &a, &b) - distance(&w, &b, &a)).abs() < 1e-12);
-        let own = Features::of(&t(124.0, "8A", 0.6, ""));
+        let own = Features::of(&t(124.0, "8A", 0.6, "", 1.0));
         assert_eq!(distance(&w, &own, &own), 0.0);
-        let same_artist = Features::of(&t(124.0, "8A", 0.6, "x"));
+        let same_artist = Features::of(&t(124.0, "8A", 0.6, "x", 1.0));
         assert_eq!(distance(&w, &a, &same_artist), w.artist);
+        let wandering = Features::of(&t(124.0, "8A", 0.6, "", 0.25));
+        assert!((distance(&w, &own, &wandering) - 0.75 * w.steadiness).abs() < 1e-12, "steadiness counts");
     }
 }

@@ -299,6 +299,7 @@ fn track_map(t: &Track) -> Map {
     m.insert("energy".into(), Dynamic::from_float(t.energy));
     m.insert("loudness".into(), Dynamic::from_float(t.loudness_lufs));
     m.insert("duration".into(), Dynamic::from_float(t.duration_s));
+    m.insert("steadiness".into(), Dynamic::from_float(t.steadiness));
     m
 }
 
@@ -430,6 +431,7 @@ mod tests {
                     camelot: format!("{i}A"),
                     energy: 0.1 * i as f64,
                     loudness_lufs: -10.0,
+                    steadiness: 1.0,
                 })
             })
             .collect();

@@ -122,6 +122,7 @@ mod tests {
             camelot: "8A".into(),
             energy: 0.5,
             loudness_lufs: -10.0,
+            steadiness: 1.0,
         })
     }
 

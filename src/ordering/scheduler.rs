@@ -626,6 +626,7 @@ mod tests {
                     camelot: "8A".into(),
                     energy: 0.5,
                     loudness_lufs: -14.0,
+                    steadiness: 1.0,
                 })
             })
             .collect()

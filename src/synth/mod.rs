@@ -483,6 +483,7 @@ pub fn catalogue(n: usize, seed: u64) -> Vec<Arc<Track>> {
                 camelot: format!("{}{}", rng.random_range(1..=12), if rng.random_bool(0.5) { "A" } else { "B" }),
                 energy: rng.random_range(0.1..0.9),
                 loudness_lufs: rng.random_range(-16.0..-6.0),
+                steadiness: 1.0,
             })
         })
         .collect()
