@@ -178,6 +178,19 @@ mod tests {
     }
 
     #[test]
+    fn timing_gives_the_offset_and_the_share_within_20_ms() {
+        let r = grid(0.0, 0.5, 100);
+        // Every beat 12 ms late, every fourth 30 ms late instead.
+        let e: Vec<f64> = r.iter().enumerate().map(|(i, t)| t + if i % 4 == 0 { 0.030 } else { 0.012 }).collect();
+        let (offset, within) = timing(&r, &e).unwrap();
+        assert!((offset - 12.0).abs() < 1e-6, "{offset}");
+        assert!((within - 0.75).abs() < 0.02, "{within}");
+        // Half a beat off: nothing matches.
+        let off: Vec<f64> = r.iter().map(|t| t + 0.25).collect();
+        assert_eq!(timing(&r, &off), None);
+    }
+
+    #[test]
     fn double_tempo_halves_precision() {
         let r = grid(0.0, 0.5, 100);
         let double = grid(0.0, 0.25, 200);
