@@ -444,13 +444,17 @@ mod tests {
         *p.b_glide_beats.last().unwrap_or(p.b_beats.last().unwrap())
     }
 
+    /// A 4-minute track at `bpm` whose beats keep one tempo only over `spans`.
+    fn steady_over(bpm: f64, spans: &[(f64, f64)]) -> Analysis {
+        Analysis { steady: Some(spans.to_vec()), ..steady(bpm, 240.0) }
+    }
+
     #[test]
     fn no_steady_pulse_where_they_meet_is_a_crossfade() {
         let s = TransitionSettings::default();
         let a = steady(124.0, 240.0);
         // B steady only from 60 s on: its first bars, where it meets A, wander.
-        let mut b = steady(120.0, 240.0);
-        b.steady = Some(vec![(60.0, 239.0)]);
+        let mut b = steady_over(120.0, &[(60.0, 239.0)]);
         let p = plan(&a, &b, &s);
         assert_eq!(p.fallback, Some(Fallback::Unsteady), "{:?}", p.reason);
         assert!(p.reason.as_deref().is_some_and(|r| r.contains("B 0%")), "{:?}", p.reason);
@@ -461,9 +465,7 @@ mod tests {
         b.steady = None;
         assert_eq!(plan(&a, &b, &s).mode, Mode::Beatmatched);
         // A steady only at its start: the overlap at its end wanders.
-        let mut a = a;
-        a.steady = Some(vec![(0.5, 60.0)]);
-        assert_eq!(plan(&a, &b, &s).fallback, Some(Fallback::Unsteady));
+        assert_eq!(plan(&steady_over(124.0, &[(0.5, 60.0)]), &b, &s).fallback, Some(Fallback::Unsteady));
     }
 
     #[test]
@@ -472,8 +474,7 @@ mod tests {
         let b = steady(120.0, 240.0);
         // A's last 25 s (13 bars) wander: the overlap moves back by a
         // phrase, to where most of it is steady, and A ends there.
-        let mut a = steady(124.0, 240.0);
-        a.steady = Some(vec![(0.5, 215.0)]);
+        let a = steady_over(124.0, &[(0.5, 215.0)]);
         let p = plan(&a, &b, &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
         assert!(a.steady_share(&p.a_beats) >= MIN_STEADY_SHARE, "{:?}", p.a_beats);
@@ -481,8 +482,7 @@ mod tests {
         let bar = 4.0 * 60.0 / 124.0;
         assert!((with_steady_end.a_out_s - p.a_out_s - 8.0 * bar).abs() < 1e-6, "{} {}", with_steady_end.a_out_s, p.a_out_s);
         // More than MAX_EARLIER_BARS of wandering: no beatmatch at the end.
-        a.steady = Some(vec![(0.5, 170.0)]);
-        assert_eq!(plan(&a, &b, &s).fallback, Some(Fallback::Unsteady));
+        assert_eq!(plan(&steady_over(124.0, &[(0.5, 170.0)]), &b, &s).fallback, Some(Fallback::Unsteady));
     }
 
     #[test]
@@ -491,8 +491,7 @@ mod tests {
         let a = steady(124.0, 240.0);
         // B's first 30 s (15 bars) wander: B enters a few bars on, where
         // most of the overlap is on its steady pulse.
-        let mut b = steady(120.0, 240.0);
-        b.steady = Some(vec![(30.0, 239.0)]);
+        let b = steady_over(120.0, &[(30.0, 239.0)]);
         let p = plan(&a, &b, &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
         assert!(p.b_in_s > 10.0 && p.b_in_s <= 0.5 + 8.0 * 2.0 + 1e-6, "B enters at {} s", p.b_in_s);
