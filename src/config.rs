@@ -364,6 +364,9 @@ pub struct MixerConfig {
     pub max_tempo_change: f64,
     /// Beat confidence below which a pair is crossfaded, 0..1. Default: `0.2`.
     pub min_beat_confidence: f64,
+    /// Share of each track's overlap beats that must keep a steady tempo
+    /// to beatmatch, 0..1 (0: beatmatch a wandering pulse too). Default: `0.5`.
+    pub min_steady_share: f64,
     /// Bars over which the incoming track glides to its own tempo after the overlap. Default: `8`.
     pub glide_bars: u32,
     /// Loudness every track is brought to, LUFS. Default: `-14.0`.
@@ -382,6 +385,7 @@ impl Default for MixerConfig {
             overlap_bars: t.overlap_bars,
             max_tempo_change: t.max_tempo_change,
             min_beat_confidence: t.min_beat_confidence,
+            min_steady_share: t.min_steady_share,
             glide_bars: t.glide_bars,
             target_lufs: t.target_lufs,
             max_gain_db: t.max_gain_db,
@@ -396,6 +400,7 @@ impl MixerConfig {
             overlap_bars: self.overlap_bars,
             max_tempo_change: self.max_tempo_change,
             min_beat_confidence: self.min_beat_confidence,
+            min_steady_share: self.min_steady_share,
             glide_bars: self.glide_bars,
             crossfade_s: self.crossfade_s,
             target_lufs: self.target_lufs,
@@ -545,6 +550,12 @@ impl Config {
             m.min_beat_confidence.to_string(),
             "must be between 0 and 1",
         )?;
+        check(
+            (0.0..=1.0).contains(&m.min_steady_share),
+            "mixer.min_steady_share",
+            m.min_steady_share.to_string(),
+            "must be between 0 and 1",
+        )?;
         check(m.glide_bars <= 64, "mixer.glide_bars", m.glide_bars.to_string(), "must be 0..=64")?;
         check((-40.0..=0.0).contains(&m.target_lufs), "mixer.target_lufs", m.target_lufs.to_string(), "must be -40..=0")?;
         check((0.0..=24.0).contains(&m.max_gain_db), "mixer.max_gain_db", m.max_gain_db.to_string(), "must be 0..=24")?;
@@ -669,6 +680,8 @@ mod tests {
         assert!(err.contains("stream.max_lag_s"), "{err}");
         let err = parse("[ordering]\nplugin = \"../evil\"\n").unwrap_err().to_string();
         assert!(err.contains("ordering.plugin"), "{err}");
+        let err = parse("[mixer]\nmin_steady_share = 1.5\n").unwrap_err().to_string();
+        assert!(err.contains("mixer.min_steady_share = 1.5"), "{err}");
         let err = parse("[ordering.weights]\nkey = -1.0\n").unwrap_err().to_string();
         assert!(err.contains("ordering.weights.key = -1"), "{err}");
         let err = parse("[ordering.limits]\ntimeout_ms = 0\n").unwrap_err().to_string();

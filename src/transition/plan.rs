@@ -25,6 +25,10 @@ pub struct TransitionSettings {
     pub max_tempo_change: f64,
     /// Beat confidence below which a track is mixed by plain crossfade. Default: `0.2`.
     pub min_beat_confidence: f64,
+    /// Share of each track's overlap beats that must be on a steady
+    /// section of its grid (`Analysis::steady`) to beatmatch; 0 lets a
+    /// pulse that wanders beatmatch too. Default: `0.5`.
+    pub min_steady_share: f64,
     /// Bars over which B glides from A's tempo to its own. Default: `8`.
     pub glide_bars: u32,
     /// Fallback crossfade length, seconds. Default: `6.0`.
@@ -43,6 +47,7 @@ impl Default for TransitionSettings {
             overlap_bars: 16,
             max_tempo_change: 0.08,
             min_beat_confidence: 0.2,
+            min_steady_share: 0.5,
             glide_bars: 8,
             crossfade_s: 6.0,
             target_lufs: -14.0,
@@ -185,10 +190,6 @@ pub fn plan(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> Plan {
     plan_with(a, b, s, 0.0, 0)
 }
 
-/// Share of each track's beats in the overlap that must be on a steady
-/// section of its grid (`Analysis::steady`).
-const MIN_STEADY_SHARE: f64 = 0.5;
-
 /// How far (bars) A's overlap may move back from A's end to find a steady
 /// pulse.
 const MAX_EARLIER_BARS: usize = 16;
@@ -269,7 +270,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     // intro) but is steady from a downbeat up to `MAX_LATER_BARS` on,
     // there: a DJ drops a track in where its groove starts.
     let steady_entry = (0..=MAX_LATER_BARS.min(b_bar_starts.len() - 1)).map(entry).find(|(_, grid, start, _, bars)| {
-        start.is_some_and(|i| *bars >= 4 && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= MIN_STEADY_SHARE)
+        start.is_some_and(|i| *bars >= 4 && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= s.min_steady_share)
     });
     let (b_in, b_grid, b_start, b_bars, max_bars) = steady_entry.unwrap_or_else(|| entry(0));
     let Some(b_start) = b_start else {
@@ -295,7 +296,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     let start = phrases
         .into_iter()
         .flat_map(|phrase| (lowest..=aligned(phrase)).rev().step_by(phrase))
-        .find(|&s| a.steady_share(&overlap_beats(s)) >= MIN_STEADY_SHARE)
+        .find(|&start| a.steady_share(&overlap_beats(start)) >= s.min_steady_share)
         .or_else(|| phrases.into_iter().map(aligned).find(|s| *s >= earliest))
         .unwrap_or(latest);
     let bars = max_bars.min(a_last - start);
@@ -314,12 +315,12 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     // between two steady tracks (`nonstop eval-mix`). A DJ would not
     // beatmatch those either.
     let (a_steady, b_steady) = (a.steady_share(&a_beats), b.steady_share(&b_beats));
-    if a_steady.min(b_steady) < MIN_STEADY_SHARE {
+    if a_steady.min(b_steady) < s.min_steady_share {
         return crossfade(Fallback::Unsteady, format!(
             "no steady pulse where they meet (beats on a steady tempo in the overlap: A {:.0}%, B {:.0}%, need {:.0}%)",
             a_steady * 100.0,
             b_steady * 100.0,
-            MIN_STEADY_SHARE * 100.0
+            s.min_steady_share * 100.0
         ));
     }
     let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + b_keeps));
@@ -464,6 +465,9 @@ mod tests {
         // A catalogue from before the sections were kept: not held against it.
         b.steady = None;
         assert_eq!(plan(&a, &b, &s).mode, Mode::Beatmatched);
+        // A station that wants a wandering pulse beatmatched too.
+        let loose = TransitionSettings { min_steady_share: 0.0, ..s };
+        assert_eq!(plan(&a, &steady_over(120.0, &[]), &loose).mode, Mode::Beatmatched);
         // A steady only at its start: the overlap at its end wanders.
         assert_eq!(plan(&steady_over(124.0, &[(0.5, 60.0)]), &b, &s).fallback, Some(Fallback::Unsteady));
     }
@@ -477,7 +481,7 @@ mod tests {
         let a = steady_over(124.0, &[(0.5, 215.0)]);
         let p = plan(&a, &b, &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
-        assert!(a.steady_share(&p.a_beats) >= MIN_STEADY_SHARE, "{:?}", p.a_beats);
+        assert!(a.steady_share(&p.a_beats) >= s.min_steady_share, "{:?}", p.a_beats);
         let with_steady_end = plan(&steady(124.0, 240.0), &b, &s);
         let bar = 4.0 * 60.0 / 124.0;
         assert!((with_steady_end.a_out_s - p.a_out_s - 8.0 * bar).abs() < 1e-6, "{} {}", with_steady_end.a_out_s, p.a_out_s);
@@ -495,7 +499,7 @@ mod tests {
         let p = plan(&a, &b, &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
         assert!(p.b_in_s > 10.0 && p.b_in_s <= 0.5 + 8.0 * 2.0 + 1e-6, "B enters at {} s", p.b_in_s);
-        assert!(b.steady_share(&p.b_beats) >= MIN_STEADY_SHARE, "{:?}", p.b_beats);
+        assert!(b.steady_share(&p.b_beats) >= s.min_steady_share, "{:?}", p.b_beats);
         assert!(b.downbeats.iter().any(|d| (d - p.b_in_s).abs() < 1e-9), "B enters on a downbeat");
     }
 
