@@ -562,6 +562,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         analysis: Analysis,
         beats: Vec<f64>,
         bpm: f64,
+        /// Median offset of the analysis's beats from the annotations, ms.
+        offset_ms: f64,
     }
     let clips: Mutex<Vec<Clip>> = Mutex::new(Vec::new());
     parallel(
@@ -572,7 +574,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let bpm: f64 = std::fs::read_to_string(dir.join("annotations").join(format!("{stem}.bpm")))?.trim().parse()?;
             let pcm = decode_all(path, rate)?;
             let analysis = analysis::analyze_pcm(&pcm, rate)?;
-            Ok(Clip { name: stem, pcm, analysis, beats, bpm })
+            let offset_ms = eval::timing(&beats, &analysis.beats).map_or(f64::NAN, |t| t.0);
+            Ok(Clip { name: stem, pcm, analysis, beats, bpm, offset_ms })
         },
         |path, r| match r {
             Ok(c) => clips.lock().unwrap_or_else(|p| p.into_inner()).push(c),
@@ -593,6 +596,10 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     let (mut all_errors, mut beatmatched, mut fell_back, mut on_beat_pairs) = (Vec::new(), 0, 0, 0);
     let mut fallback_reasons: Vec<String> = Vec::new();
     let mut lag_differences: Vec<f64> = Vec::new();
+    // What the clips' own offsets from their annotations alone put between
+    // the click trains (B's beats on A's, each clip's marks off its beats),
+    // and how far the clicks' lag is from that.
+    let (mut offset_lags, mut beyond_offsets): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     for (i, j) in pairs {
         let (a, b) = (&clips[i], &clips[j]);
         // Each clip's clicks at its own frequency, and only there: a click
@@ -631,6 +638,11 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             if (clicks_lag - self_lag).is_finite() {
                 lag_differences.push((clicks_lag - self_lag).abs());
             }
+            let offsets_lag = a.offset_ms - b.offset_ms;
+            if (clicks_lag - offsets_lag).is_finite() {
+                offset_lags.push(offsets_lag.abs());
+                beyond_offsets.push((clicks_lag - offsets_lag).abs());
+            }
             let mut errors: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             errors.sort_by(f64::total_cmp);
             let q = |p: f64| nonstop::quantile(&errors, p);
@@ -665,6 +677,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     lag_differences.sort_by(f64::total_cmp);
     let lag_agreement = nonstop::quantile(&lag_differences, 0.5);
     let lag_agreement_p95 = nonstop::quantile(&lag_differences, 0.95);
+    offset_lags.sort_by(f64::total_cmp);
+    beyond_offsets.sort_by(f64::total_cmp);
+    let offsets_within_20 = offset_lags.iter().filter(|l| **l <= 20.0).count() as f64 / offset_lags.len().max(1) as f64;
     let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
@@ -676,6 +691,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         "on_beat": all_errors.iter().filter(|e| **e <= 20.0).count() as f64 / all_errors.len().max(1) as f64,
         "self_lag_off_median_ms": (lag_agreement * 10.0).round() / 10.0,
         "self_lag_off_p95_ms": (lag_agreement_p95 * 10.0).round() / 10.0,
+        "annotation_offsets_lag_median_ms": (nonstop::quantile(&offset_lags, 0.5) * 10.0).round() / 10.0,
+        "annotation_offsets_lag_p95_ms": (nonstop::quantile(&offset_lags, 0.95) * 10.0).round() / 10.0,
+        "lag_beyond_annotation_offsets_median_ms": (nonstop::quantile(&beyond_offsets, 0.5) * 10.0).round() / 10.0,
     });
     if json {
         println!("{summary}");
@@ -693,6 +711,14 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         );
         println!(
             "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile"
+        );
+        println!(
+            "each clip's beats sit at their own offset from its annotations; those offsets alone would put B's clicks {:.1} ms from A's at the median pair, {:.1} ms at the 95th percentile ({:.0}% of pairs within 20 ms); the clicks' lag was {:.1} ms from that at the median pair, {:.1} ms at the 95th percentile",
+            nonstop::quantile(&offset_lags, 0.5),
+            nonstop::quantile(&offset_lags, 0.95),
+            offsets_within_20 * 100.0,
+            nonstop::quantile(&beyond_offsets, 0.5),
+            nonstop::quantile(&beyond_offsets, 0.95)
         );
     }
     Ok(beatmatched + fell_back > 0)
