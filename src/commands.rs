@@ -680,6 +680,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     offset_lags.sort_by(f64::total_cmp);
     beyond_offsets.sort_by(f64::total_cmp);
     let offsets_within_20 = offset_lags.iter().filter(|l| **l <= 20.0).count() as f64 / offset_lags.len().max(1) as f64;
+    let (offsets_lag, offsets_lag_p95) = (nonstop::quantile(&offset_lags, 0.5), nonstop::quantile(&offset_lags, 0.95));
+    let (beyond, beyond_p95) = (nonstop::quantile(&beyond_offsets, 0.5), nonstop::quantile(&beyond_offsets, 0.95));
     let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
@@ -691,9 +693,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         "on_beat": all_errors.iter().filter(|e| **e <= 20.0).count() as f64 / all_errors.len().max(1) as f64,
         "self_lag_off_median_ms": (lag_agreement * 10.0).round() / 10.0,
         "self_lag_off_p95_ms": (lag_agreement_p95 * 10.0).round() / 10.0,
-        "annotation_offsets_lag_median_ms": (nonstop::quantile(&offset_lags, 0.5) * 10.0).round() / 10.0,
-        "annotation_offsets_lag_p95_ms": (nonstop::quantile(&offset_lags, 0.95) * 10.0).round() / 10.0,
-        "lag_beyond_annotation_offsets_median_ms": (nonstop::quantile(&beyond_offsets, 0.5) * 10.0).round() / 10.0,
+        "annotation_offsets_lag_median_ms": (offsets_lag * 10.0).round() / 10.0,
+        "annotation_offsets_lag_p95_ms": (offsets_lag_p95 * 10.0).round() / 10.0,
+        "lag_beyond_annotation_offsets_median_ms": (beyond * 10.0).round() / 10.0,
     });
     if json {
         println!("{summary}");
@@ -713,12 +715,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile"
         );
         println!(
-            "each clip's beats sit at their own offset from its annotations; those offsets alone would put B's clicks {:.1} ms from A's at the median pair, {:.1} ms at the 95th percentile ({:.0}% of pairs within 20 ms); the clicks' lag was {:.1} ms from that at the median pair, {:.1} ms at the 95th percentile",
-            nonstop::quantile(&offset_lags, 0.5),
-            nonstop::quantile(&offset_lags, 0.95),
-            offsets_within_20 * 100.0,
-            nonstop::quantile(&beyond_offsets, 0.5),
-            nonstop::quantile(&beyond_offsets, 0.95)
+            "each clip's beats sit at their own offset from its annotations; those offsets alone would put B's clicks {offsets_lag:.1} ms from A's at the median pair, {offsets_lag_p95:.1} ms at the 95th percentile ({:.0}% of pairs within 20 ms); the clicks' lag was {beyond:.1} ms from that at the median pair, {beyond_p95:.1} ms at the 95th percentile",
+            offsets_within_20 * 100.0
         );
     }
     Ok(beatmatched + fell_back > 0)

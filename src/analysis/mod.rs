@@ -353,6 +353,7 @@ fn first_last_active(active: &[bool]) -> (f64, f64) {
     (Features::time(first), Features::time(last))
 }
 
+/// The median interval between `beats`; `None` with fewer than five.
 fn median_interval(beats: &[f64]) -> Option<f64> {
     let mut d: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
     if d.len() < 4 {

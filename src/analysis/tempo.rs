@@ -270,12 +270,9 @@ pub const MIN_EVENNESS: f64 = 0.75;
 /// shuffle, the onsets come long-short, long-short (0.5 for triplet swing)
 /// however evenly the tracker spaced the beats.
 pub fn evenness(onset: &[f32], beats: &[f64]) -> f64 {
-    if beats.len() < 5 {
+    let Some(period) = super::median_interval(beats) else {
         return 1.0;
-    }
-    let mut intervals: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
-    let mid = intervals.len() / 2;
-    let period = *intervals.select_nth_unstable_by(mid, f64::total_cmp).1;
+    };
     let reach = (0.4 * period * FPS) as isize;
     let peaks: Vec<f64> = beats
         .iter()

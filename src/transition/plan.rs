@@ -286,8 +286,10 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     // before, the overlap moves there: A is mixed out before its ending,
     // as a DJ would.
     let latest = a_last - max_bars;
+    // A's overlap from bar `start`: where it starts and ends, and its beats.
+    let overlap = |start: usize| (a_bars[start], a_bars[start + max_bars.min(a_last - start)]);
     let overlap_beats = |start: usize| -> Vec<f64> {
-        let (from, to) = (a_bars[start], a_bars[start + max_bars.min(a_last - start)]);
+        let (from, to) = overlap(start);
         a.beats.iter().copied().filter(|t| *t >= from - 1e-3 && *t <= to + 1e-3).collect()
     };
     let phrases = [if max_bars >= 8 { 8 } else { 4 }, 4, 1];
@@ -300,7 +302,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         .or_else(|| phrases.into_iter().map(aligned).find(|s| *s >= earliest))
         .unwrap_or(latest);
     let bars = max_bars.min(a_last - start);
-    let (a_out, a_end) = (a_bars[start], a_bars[start + bars]);
+    let (a_out, a_end) = overlap(start);
     let a_beats = overlap_beats(start);
     let n = a_beats.len();
     if n < 2 || b_start + n > b_grid.len() {
