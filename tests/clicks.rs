@@ -175,6 +175,10 @@ fn the_grid_sits_on_clicks_of_every_shape_and_rate() {
         Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100 },
         Clicks { bpm: 93.0, shape: Shape::Noise, rate: 48_000 },
         Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000 },
+        // Their accents ripple with where each click falls between the
+        // analysis frames, every few beats: not a pattern of 64 BPM or 3/4.
+        Clicks { bpm: 128.0, shape: Shape::Sine(3000.0), rate: 44_100 },
+        Clicks { bpm: 96.0, shape: Shape::Sine(4000.0), rate: 44_100 },
     ] {
         let (times, x) = click_track(c);
         let a = analyze_pcm(&x, SampleRate(c.rate)).unwrap();
@@ -186,6 +190,7 @@ fn the_grid_sits_on_clicks_of_every_shape_and_rate() {
         let (lo, hi) = d.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
         println!("{c:?}: {:.3} BPM, {} beats, {lo:.2} to {hi:.2} ms from the clicks", a.bpm, a.beats.len());
         assert!((a.bpm / c.bpm - 1.0).abs() < 1e-4, "{c:?}: {} BPM", a.bpm);
+        assert_eq!(a.meter, 4, "{c:?}: nothing but clicks is 4/4");
         assert!(a.beats.len() + 2 >= times.len(), "{c:?}: {} of {} beats", a.beats.len(), times.len());
         assert!(lo > -0.3 && hi < 0.3, "{c:?}: beats {lo:.2} to {hi:.2} ms from the clicks");
     }
