@@ -600,6 +600,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     // the click trains (B's beats on A's, each clip's marks off its beats),
     // and how far the clicks' lag is from that.
     let (mut offset_lags, mut beyond_offsets): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    // And how far the station's own measurement is from the clicks' lag
+    // once those offsets are taken out: what the music itself shows.
+    let mut self_beyond_offsets: Vec<f64> = Vec::new();
     for (i, j) in pairs {
         let (a, b) = (&clips[i], &clips[j]);
         // Each clip's clicks at its own frequency, and only there: a click
@@ -642,6 +645,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             if (clicks_lag - offsets_lag).is_finite() {
                 offset_lags.push(offsets_lag.abs());
                 beyond_offsets.push((clicks_lag - offsets_lag).abs());
+                if self_lag.is_finite() {
+                    self_beyond_offsets.push((clicks_lag - offsets_lag - self_lag).abs());
+                }
             }
             let mut errors: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             errors.sort_by(f64::total_cmp);
@@ -682,6 +688,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     let offsets_within_20 = offset_lags.iter().filter(|l| **l <= 20.0).count() as f64 / offset_lags.len().max(1) as f64;
     let (offsets_lag, offsets_lag_p95) = (nonstop::quantile(&offset_lags, 0.5), nonstop::quantile(&offset_lags, 0.95));
     let (beyond, beyond_p95) = (nonstop::quantile(&beyond_offsets, 0.5), nonstop::quantile(&beyond_offsets, 0.95));
+    self_beyond_offsets.sort_by(f64::total_cmp);
+    let (self_beyond, self_beyond_p95) = (nonstop::quantile(&self_beyond_offsets, 0.5), nonstop::quantile(&self_beyond_offsets, 0.95));
     let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
@@ -696,6 +704,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         "annotation_offsets_lag_median_ms": (offsets_lag * 10.0).round() / 10.0,
         "annotation_offsets_lag_p95_ms": (offsets_lag_p95 * 10.0).round() / 10.0,
         "lag_beyond_annotation_offsets_median_ms": (beyond * 10.0).round() / 10.0,
+        "self_lag_off_beyond_annotation_offsets_median_ms": (self_beyond * 10.0).round() / 10.0,
+        "self_lag_off_beyond_annotation_offsets_p95_ms": (self_beyond_p95 * 10.0).round() / 10.0,
     });
     if json {
         println!("{summary}");
@@ -712,7 +722,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             all_errors.len()
         );
         println!(
-            "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile"
+            "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile; within {self_beyond:.1} ms ({self_beyond_p95:.1} ms) of the clicks' lag less the clips' annotation offsets"
         );
         println!(
             "each clip's beats sit at their own offset from its annotations; those offsets alone would put B's clicks {offsets_lag:.1} ms from A's at the median pair, {offsets_lag_p95:.1} ms at the 95th percentile ({:.0}% of pairs within 20 ms); the clicks' lag was {beyond:.1} ms from that at the median pair, {beyond_p95:.1} ms at the 95th percentile",
