@@ -306,3 +306,35 @@ async fn the_live_stream_beatmatches() {
     t.station.shutdown().await;
 }
 
+
+/// Tracks whose sections start a few bars after their first downbeat (a
+/// count-in of hi-hats): the analysis finds where their phrases start, the
+/// mix out of A starts on one of A's, and B comes in on its first.
+#[test]
+fn the_overlap_starts_where_a_phrase_does() {
+    let settings = TransitionSettings::default();
+    let bar_s = 4.0 * 60.0 / 124.0;
+    let with_count_in = |pickup_bars: usize, key: u8, seed: u64| {
+        let spec = TrackSpec {
+            seconds: (64 + pickup_bars) as f64 * bar_s,
+            style: Style { target_lufs: Some(-16.0), pickup_bars, ..Style::default() },
+            ..spec(124.0, key, seed)
+        };
+        let analysis = analyze_pcm(&synth(&spec, RATE), RATE).unwrap();
+        // Where the first section starts.
+        (analysis, spec.beat_times()[4 * pickup_bars])
+    };
+    for pickup_bars in [0, 4, 3] {
+        let ((a, a_sections), (b, b_sections)) = (with_count_in(pickup_bars, 9, 1), with_count_in(pickup_bars, 2, 2));
+        // Phrases from the first section's start: a whole number of them.
+        let phrases_from_it = |t: f64| (t - a_sections) / bar_s / 8.0;
+        let on_a_phrase = |t: f64| (phrases_from_it(t) - phrases_from_it(t).round()).abs() < 0.01;
+        let offset = a.phrase_offset.unwrap_or_else(|| panic!("count-in {pickup_bars}: no phrases found"));
+        let phrase_start = a.downbeats[offset as usize];
+        assert!(on_a_phrase(phrase_start), "count-in {pickup_bars}: phrases from {phrase_start:.2} s (offset {offset}), sections from {a_sections:.2} s");
+        let p = plan(&a, &b, &settings);
+        assert_eq!(p.mode, Mode::Beatmatched, "count-in {pickup_bars}: {:?}", p.reason);
+        assert!(on_a_phrase(p.a_out_s), "count-in {pickup_bars}: overlap from {:.2} s, {:.2} phrases after the sections start", p.a_out_s, phrases_from_it(p.a_out_s));
+        assert!((p.b_in_s - b_sections).abs() < 0.02, "count-in {pickup_bars}: B enters at {:.2} s, its first section at {b_sections:.2} s", p.b_in_s);
+    }
+}

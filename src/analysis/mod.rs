@@ -14,6 +14,7 @@ pub mod features;
 pub mod grid;
 pub mod key;
 pub mod pitch;
+pub mod structure;
 pub mod tempo;
 
 use std::path::Path;
@@ -26,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 8;
+pub const ANALYSIS_VERSION: i64 = 9;
 
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
@@ -55,6 +56,11 @@ pub struct Analysis {
     /// dropping out to the cue-out.
     pub intro_bars: u32,
     pub outro_bars: u32,
+    /// The downbeat (index into `downbeats`, 0..8) where the 8-bar phrases
+    /// start, from where the arrangement changes; `None` where that is not
+    /// clear (and in catalogues analysed before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phrase_offset: Option<u8>,
     /// Where the beats keep one tempo (the grid's steady sections: first
     /// and last beat, seconds). A beatmatched transition needs a steady
     /// pulse where the two tracks meet. `None` in catalogues analysed
@@ -276,6 +282,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         _ => first_last_active(&active),
     };
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
+    let phrase_offset = structure::phrase_offset(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
     // To 10 µs: the grid is good to a fraction of a millisecond.
     let round1 = |t: f64| (t * 1e5).round() / 1e5;
@@ -296,6 +303,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         cue_out_s,
         intro_bars,
         outro_bars,
+        phrase_offset,
         steady: Some(grid.sections.iter().map(|&(first, end, _)| (round1(grid.beats[first]), round1(grid.beats[end - 1]))).collect()),
     }
 }

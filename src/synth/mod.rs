@@ -43,6 +43,9 @@ pub struct Style {
     pub target_lufs: Option<f64>,
     /// An 8-bar breakdown without kick in the middle of tracks over 32 bars.
     pub breakdown: bool,
+    /// Bars of hi-hats alone before the arrangement starts (a count-in):
+    /// the track's phrases start that many bars after its first downbeat.
+    pub pickup_bars: usize,
 }
 
 impl Default for Style {
@@ -58,6 +61,7 @@ impl Default for Style {
             lead_out_s: 0.0,
             target_lufs: None,
             breakdown: true,
+            pickup_bars: 0,
         }
     }
 }
@@ -160,7 +164,18 @@ pub fn render_reusing(spec: &TrackSpec, rate: SampleRate, spare: &mut Vec<f32>) 
         }
     };
 
-    for bar in 0..bars {
+    for k in 0..bars {
+        let k0 = k * meter;
+        let bar_start = beats[k0] as f32;
+        let bar_len = (beats[k0 + meter] - beats[k0]) as f32;
+        // The count-in: hi-hats on the beats alone.
+        let Some(bar) = k.checked_sub(st.pickup_bars) else {
+            for b in 0..meter {
+                out.hat(beats[k0 + b] as f32, 0.12, (bar_len / meter as f32 / 4.0).min(0.06), &mut rng);
+            }
+            continue;
+        };
+        let bars = bars - st.pickup_bars;
         // Arrangement: drums alone for the intro, a breakdown without kick
         // in the middle of long tracks, drums and chords in the outro.
         let intro = bar < 8.min(bars / 4);
@@ -168,9 +183,6 @@ pub fn render_reusing(spec: &TrackSpec, rate: SampleRate, spare: &mut Vec<f32>) 
         let outro = bar + 4.min(bars / 8) >= bars;
         let (degree, chord_minor) = progression[bar % 4];
         let root = (spec.key_root + degree) % 12;
-        let k0 = bar * meter;
-        let bar_start = beats[k0] as f32;
-        let bar_len = (beats[k0 + meter] - beats[k0]) as f32;
 
         for b in 0..meter {
             let t = beats[k0 + b] as f32;
@@ -458,6 +470,7 @@ pub fn analysis_test_set(seconds: f64) -> Vec<TrackSpec> {
                 lead_out_s: silence,
                 target_lufs: Some(lufs),
                 breakdown: true,
+                pickup_bars: 0,
             },
         })
         .collect()

@@ -13,6 +13,7 @@
 
 use serde::Serialize;
 
+use crate::analysis::structure::PHRASE_BARS;
 use crate::analysis::Analysis;
 
 /// Settings of a transition. Default values are those of `[mixer]` in the
@@ -266,10 +267,18 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(a_last.saturating_sub(earliest)).min(b_room - glide_min);
         (b_in, b_grid, b_start, b_bars, max_bars)
     };
-    // On B's first downbeat — or, where B's pulse wanders there (a free
-    // intro) but is steady from a downbeat up to `MAX_LATER_BARS` on,
-    // there: a DJ drops a track in where its groove starts.
-    let steady_entry = (0..=MAX_LATER_BARS.min(b_bar_starts.len() - 1)).map(entry).find(|(_, grid, start, _, bars)| {
+    // On B's first downbeat — or on its first phrase where the analysis
+    // saw where B's phrases start (after a count-in, a pickup), or, where
+    // B's pulse wanders there (a free intro) but is steady from a downbeat
+    // up to `MAX_LATER_BARS` on, there: a DJ drops a track in where its
+    // groove starts, on a phrase.
+    let later = MAX_LATER_BARS.min(b_bar_starts.len() - 1);
+    let first_phrase = b.phrase_offset.map(|o| {
+        let skipped = b.downbeats.len() - b_bar_starts.len();
+        (o as usize + PHRASE_BARS - skipped % PHRASE_BARS) % PHRASE_BARS
+    });
+    let entries = first_phrase.filter(|k| *k <= later).into_iter().chain((0..=later).filter(|k| Some(*k) != first_phrase));
+    let steady_entry = entries.map(entry).find(|(_, grid, start, _, bars)| {
         start.is_some_and(|i| *bars >= 4 && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= s.min_steady_share)
     });
     let (b_in, b_grid, b_start, b_bars, max_bars) = steady_entry.unwrap_or_else(|| entry(0));
@@ -279,9 +288,10 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     if max_bars < 4 {
         return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
     }
-    // Phrase alignment: the overlap starts a multiple of 8 bars after A's
-    // first downbeat, as late as possible — else on 4 bars, else on the
-    // bar, never before `a_from_s`. Where A's pulse is not steady there
+    // Phrase alignment: the overlap starts a multiple of 8 bars after the
+    // start of A's phrases (its first downbeat, or where the analysis saw
+    // its sections start), as late as possible — else on 4 bars, else on
+    // the bar, never before `a_from_s`. Where A's pulse is not steady there
     // (a ritardando, a free ending) but is up to `MAX_EARLIER_BARS`
     // before, the overlap moves there: A is mixed out before its ending,
     // as a DJ would.
@@ -293,13 +303,18 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         a.beats.iter().copied().filter(|t| *t >= from - 1e-3 && *t <= to + 1e-3).collect()
     };
     let phrases = [if max_bars >= 8 { 8 } else { 4 }, 4, 1];
-    let aligned = |phrase: usize| latest - latest % phrase;
+    // The latest bar at most `latest` that starts a phrase of `phrase` bars.
+    let aligned = |phrase: usize| {
+        let first = a.phrase_offset.unwrap_or(0) as usize % phrase;
+        latest.checked_sub(first).map(|d| latest - d % phrase)
+    };
     let lowest = earliest.max(latest.saturating_sub(MAX_EARLIER_BARS));
     let start = phrases
         .into_iter()
-        .flat_map(|phrase| (lowest..=aligned(phrase)).rev().step_by(phrase))
+        .filter_map(|phrase| aligned(phrase).map(|top| (phrase, top)))
+        .flat_map(|(phrase, top)| (lowest..=top).rev().step_by(phrase))
         .find(|&start| a.steady_share(&overlap_beats(start)) >= s.min_steady_share)
-        .or_else(|| phrases.into_iter().map(aligned).find(|s| *s >= earliest))
+        .or_else(|| phrases.into_iter().filter_map(aligned).find(|s| *s >= earliest))
         .unwrap_or(latest);
     let bars = max_bars.min(a_last - start);
     let (a_out, a_end) = overlap(start);
@@ -437,6 +452,7 @@ mod tests {
             energy: 0.5,
             intro_bars: 0,
             outro_bars: 0,
+            phrase_offset: None,
             steady: Some(vec![(0.5, seconds)]),
         }
     }
