@@ -61,9 +61,14 @@ fn round_to(x: f64, decimals: i32) -> f64 {
 
 fn summary_line(a: &Analysis) -> String {
     format!(
-        "{:.1} BPM ({}/4, confidence {:.2}), {} ({}), {:.1} LUFS, {:.1} dBTP, energy {:.2}, cue {:.2}–{:.2} s, intro {} bars, outro {} bars, {:.1} s",
+        "{:.1} BPM ({}/4, confidence {:.2}), {} ({}), {:.1} LUFS, {:.1} dBTP, energy {:.2}, cue {:.2}–{:.2} s, intro {} bars, outro {} bars, {}, {:.1} s",
         a.bpm, a.meter, a.beat_confidence, a.key, a.camelot, a.loudness_lufs, a.true_peak_dbtp, a.energy, a.cue_in_s, a.cue_out_s,
-        a.intro_bars, a.outro_bars, a.duration_s
+        a.intro_bars, a.outro_bars,
+        match a.phrase_offset.and_then(|o| a.downbeats.get(o as usize)) {
+            Some(t) => format!("phrases from {t:.2} s"),
+            None => "phrases not clear".to_string(),
+        },
+        a.duration_s
     )
 }
 
