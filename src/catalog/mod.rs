@@ -88,6 +88,9 @@ pub struct Catalog {
     /// Tracks shorter than this (seconds) are clips, not songs: analysed
     /// and kept, never scheduled (`library.min_track_s`).
     min_track_s: OnceLock<f64>,
+    /// Paths the library walk could not read, already reported: each is
+    /// logged once, not at every rescan.
+    walk_warned: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// A path as the catalogue stores it: the file system's own bytes, so a
@@ -211,7 +214,7 @@ impl Catalog {
             ))
             .map_err(open_err)?;
         }
-        Ok(Catalog { conn: Mutex::new(conn), demo: OnceLock::new(), min_track_s: OnceLock::new() })
+        Ok(Catalog { conn: Mutex::new(conn), demo: OnceLock::new(), min_track_s: OnceLock::new(), walk_warned: Mutex::default() })
     }
 
     /// Names the demo library's folder (see `playable`).

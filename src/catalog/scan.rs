@@ -54,7 +54,9 @@ struct FileStamp {
 /// The audio files under `root`. Links are followed (a library made of
 /// links is a library), but only to places inside `root`, and each file is
 /// listed once however many links lead to it; loops end where they loop.
-fn walk(root: &Path, files: &mut Vec<FileStamp>, seen: &mut HashSet<(u64, u64)>) {
+/// What cannot be read (a broken link, a folder without permission) goes to
+/// `unreadable`.
+fn walk(root: &Path, files: &mut Vec<FileStamp>, seen: &mut HashSet<(u64, u64)>, unreadable: &mut dyn FnMut(&Path, &walkdir::Error)) {
     let Ok(canonical_root) = root.canonicalize() else { return };
     let inside = |p: &Path| p.canonicalize().is_ok_and(|c| c.starts_with(&canonical_root));
     let walker = walkdir::WalkDir::new(root)
@@ -66,7 +68,7 @@ fn walk(root: &Path, files: &mut Vec<FileStamp>, seen: &mut HashSet<(u64, u64)>)
             Ok(e) => e,
             Err(e) if e.loop_ancestor().is_some() => continue,
             Err(e) => {
-                tracing::warn!("{}: {e}", e.path().unwrap_or(root).display());
+                unreadable(e.path().unwrap_or(root), &e);
                 continue;
             }
         };
@@ -102,10 +104,10 @@ fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
 }
 
 /// Whether `root` (links followed, as the scan follows them) holds any
-/// audio file.
+/// audio file. What cannot be read is left to the scan to report.
 pub fn has_audio(root: &Path) -> bool {
     let mut files = Vec::new();
-    walk(root, &mut files, &mut HashSet::new());
+    walk(root, &mut files, &mut HashSet::new(), &mut |_, _| {});
     !files.is_empty()
 }
 
@@ -140,7 +142,11 @@ impl Catalog {
                 Err(source) if i == 0 => return Err(CatalogError::Io { path: root.to_path_buf(), source }),
                 Err(_) => continue,
             };
-            walk(&root, &mut files, &mut seen);
+            walk(&root, &mut files, &mut seen, &mut |path, e| {
+                if self.walk_warned.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf()) {
+                    tracing::warn!("{}: {e}", path.display());
+                }
+            });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut conn = self.conn();
