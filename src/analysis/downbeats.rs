@@ -35,7 +35,8 @@ pub struct Bars {
     pub confidence: f64,
 }
 
-fn standardise(v: &mut [f64]) {
+/// Standard scores in place (all 0 where `v` does not vary).
+pub(super) fn standardise(v: &mut [f64]) {
     let n = v.len().max(1) as f64;
     let mean = v.iter().sum::<f64>() / n;
     let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();

@@ -16,6 +16,7 @@
 //! clearly more than any other; otherwise none is claimed (and the mix
 //! counts A's phrases from its first downbeat, B's from where it enters).
 
+use super::downbeats::standardise;
 use super::features::Features;
 
 /// Bars in a phrase.
@@ -32,13 +33,6 @@ const MIN_PROMINENCE: f64 = 1.0;
 const MIN_MARGIN: f64 = 1.5;
 /// Boundaries the chosen position needs.
 const MIN_BOUNDARIES: usize = 2;
-
-fn standardised(v: Vec<f64>) -> Vec<f64> {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    v.into_iter().map(|x| if sd > 1e-9 { (x - mean) / sd } else { 0.0 }).collect()
-}
 
 /// The change of arrangement at each bar line of `downbeats` (index: the
 /// bar that starts there); `None` within `MIN_SPAN` bars of either end.
@@ -58,12 +52,8 @@ pub fn changes(f: &Features, downbeats: &[f64]) -> Vec<Option<f64>> {
             })
             .collect()
     };
-    let cues = [
-        standardised(per_bar(&f.energy, true)),
-        standardised(per_bar(&f.low_energy, true)),
-        standardised(per_bar(&f.brightness, false)),
-        standardised(per_bar(&f.onset, false)),
-    ];
+    let mut cues = [per_bar(&f.energy, true), per_bar(&f.low_energy, true), per_bar(&f.brightness, false), per_bar(&f.onset, false)];
+    cues.iter_mut().for_each(|c| standardise(c));
     (0..=bars)
         .map(|i| {
             // Fewer bars either side near the ends, two at least.

@@ -247,12 +247,6 @@ pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
         let c = Features::frame_at((t - lag).max(0.0));
         (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
     };
-    let standard = |v: Vec<f64>| {
-        let n = v.len().max(1) as f64;
-        let m = v.iter().sum::<f64>() / n;
-        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt().max(1e-9);
-        v.into_iter().map(|x| (x - m) / sd).collect::<Vec<f64>>()
-    };
     let low: Vec<f64> = beats.iter().map(|&t| accent(&f.low_onset, t)).collect();
     let mid: Vec<f64> = beats.iter().map(|&t| accent(&f.mid_onset, t)).collect();
     // Accents that hardly vary have no pattern to tell: a click track's
@@ -260,7 +254,9 @@ pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
     // frames, and that ripple repeats every few beats like a pattern would.
     let contrast = variation(&low).max(variation(&mid));
     let weight = ((contrast - ACCENT_RIPPLE) / ACCENT_RIPPLE).clamp(0.0, 1.0);
-    let (low, mid) = (standard(low), standard(mid));
+    let (mut low, mut mid) = (low, mid);
+    super::downbeats::standardise(&mut low);
+    super::downbeats::standardise(&mut mid);
     let d: Vec<f64> = low.iter().zip(&mid).map(|(l, m)| l - m).collect();
     let energy: f64 = d.iter().map(|x| x * x).sum::<f64>().max(1e-9);
     [2.0, 4.0, 8.0].map(|p| {

@@ -302,7 +302,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         let (from, to) = overlap(start);
         a.beats.iter().copied().filter(|t| *t >= from - 1e-3 && *t <= to + 1e-3).collect()
     };
-    let phrases = [if max_bars >= 8 { 8 } else { 4 }, 4, 1];
+    let phrases = [if max_bars >= PHRASE_BARS { PHRASE_BARS } else { 4 }, 4, 1];
     // The latest bar at most `latest` that starts a phrase of `phrase` bars.
     let aligned = |phrase: usize| {
         let first = a.phrase_offset.unwrap_or(0) as usize % phrase;
