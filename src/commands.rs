@@ -685,16 +685,15 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         }
     }
     all_errors.sort_by(f64::total_cmp);
-    lag_differences.sort_by(f64::total_cmp);
-    let lag_agreement = nonstop::quantile(&lag_differences, 0.5);
-    let lag_agreement_p95 = nonstop::quantile(&lag_differences, 0.95);
-    offset_lags.sort_by(f64::total_cmp);
-    beyond_offsets.sort_by(f64::total_cmp);
+    let median_p95 = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (nonstop::quantile(v, 0.5), nonstop::quantile(v, 0.95))
+    };
+    let (lag_agreement, lag_agreement_p95) = median_p95(&mut lag_differences);
     let offsets_within_20 = offset_lags.iter().filter(|l| **l <= 20.0).count() as f64 / offset_lags.len().max(1) as f64;
-    let (offsets_lag, offsets_lag_p95) = (nonstop::quantile(&offset_lags, 0.5), nonstop::quantile(&offset_lags, 0.95));
-    let (beyond, beyond_p95) = (nonstop::quantile(&beyond_offsets, 0.5), nonstop::quantile(&beyond_offsets, 0.95));
-    self_beyond_offsets.sort_by(f64::total_cmp);
-    let (self_beyond, self_beyond_p95) = (nonstop::quantile(&self_beyond_offsets, 0.5), nonstop::quantile(&self_beyond_offsets, 0.95));
+    let (offsets_lag, offsets_lag_p95) = median_p95(&mut offset_lags);
+    let (beyond, beyond_p95) = median_p95(&mut beyond_offsets);
+    let (self_beyond, self_beyond_p95) = median_p95(&mut self_beyond_offsets);
     let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
