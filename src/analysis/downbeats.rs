@@ -18,6 +18,7 @@
 
 use super::beats::ONSET_LAG_S;
 use super::features::Features;
+use super::{mean_sd, standardise};
 
 /// Spread (standard deviation) of the beat-to-beat harmonic change below
 /// which it is the analysis's ripple: a click track's is under 0.001,
@@ -33,16 +34,6 @@ pub struct Bars {
     /// How much more accent the chosen phase carries than the others,
     /// in standard deviations.
     pub confidence: f64,
-}
-
-/// Standard scores in place (all 0 where `v` does not vary).
-pub(super) fn standardise(v: &mut [f64]) {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    for x in v.iter_mut() {
-        *x = if sd > 1e-12 { (*x - mean) / sd } else { 0.0 };
-    }
 }
 
 /// The standardised kick-band accent of each beat.
@@ -92,8 +83,7 @@ fn harmonic_changes(f: &Features, beats: &[f64]) -> Vec<f64> {
     // Where the chroma hardly changes from beat to beat (a click track, a
     // drum loop), what changes is the analysis's ripple, which repeats
     // every few beats like a bar would: no say in meter or phase.
-    let n = change.len() as f64;
-    let spread = (change.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let spread = mean_sd(&change).1;
     let weight = ((spread - HARMONY_RIPPLE) / (2.0 * HARMONY_RIPPLE)).clamp(0.0, 1.0);
     standardise(&mut change);
     change.iter_mut().for_each(|c| *c *= weight);

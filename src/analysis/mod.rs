@@ -371,6 +371,21 @@ fn median_interval(beats: &[f64]) -> Option<f64> {
     Some(*d.select_nth_unstable_by(mid, f64::total_cmp).1)
 }
 
+/// Mean and standard deviation of `v` (0 and 0 when empty).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (mean, (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt())
+}
+
+/// Standard scores in place (all 0 where `v` does not vary).
+fn standardise(v: &mut [f64]) {
+    let (mean, sd) = mean_sd(v);
+    for x in v.iter_mut() {
+        *x = if sd > 1e-12 { (*x - mean) / sd } else { 0.0 };
+    }
+}
+
 /// Intro: bars from the first downbeat until the first bar whose bass
 /// energy reaches half the median bar's; outro likewise from the end.
 fn intro_outro_bars(f: &Features, downbeats: &[f64]) -> (u32, u32) {

@@ -16,8 +16,8 @@
 //! clearly more than any other; otherwise none is claimed (and the mix
 //! counts A's phrases from its first downbeat, B's from where it enters).
 
-use super::downbeats::standardise;
 use super::features::Features;
+use super::standardise;
 
 /// Bars in a phrase.
 pub const PHRASE_BARS: usize = 8;

@@ -232,9 +232,8 @@ const ACCENT_RIPPLE: f64 = 0.06;
 
 /// Coefficient of variation (standard deviation over mean) of `v`.
 fn variation(v: &[f64]) -> f64 {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt() / mean.max(1e-12)
+    let (mean, sd) = super::mean_sd(v);
+    sd / mean.max(1e-12)
 }
 
 /// How strongly the low band (kick, bass) and the mid band (snare, claps)
@@ -247,16 +246,15 @@ pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
         let c = Features::frame_at((t - lag).max(0.0));
         (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
     };
-    let low: Vec<f64> = beats.iter().map(|&t| accent(&f.low_onset, t)).collect();
-    let mid: Vec<f64> = beats.iter().map(|&t| accent(&f.mid_onset, t)).collect();
+    let mut low: Vec<f64> = beats.iter().map(|&t| accent(&f.low_onset, t)).collect();
+    let mut mid: Vec<f64> = beats.iter().map(|&t| accent(&f.mid_onset, t)).collect();
     // Accents that hardly vary have no pattern to tell: a click track's
     // vary by a few per cent with where each click falls between analysis
     // frames, and that ripple repeats every few beats like a pattern would.
     let contrast = variation(&low).max(variation(&mid));
     let weight = ((contrast - ACCENT_RIPPLE) / ACCENT_RIPPLE).clamp(0.0, 1.0);
-    let (mut low, mut mid) = (low, mid);
-    super::downbeats::standardise(&mut low);
-    super::downbeats::standardise(&mut mid);
+    super::standardise(&mut low);
+    super::standardise(&mut mid);
     let d: Vec<f64> = low.iter().zip(&mid).map(|(l, m)| l - m).collect();
     let energy: f64 = d.iter().map(|x| x * x).sum::<f64>().max(1e-9);
     [2.0, 4.0, 8.0].map(|p| {
