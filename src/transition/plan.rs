@@ -4,7 +4,8 @@
 //! A beatmatched plan overlaps `overlap_bars` bars: A's overlap starts on a
 //! downbeat at a phrase boundary (a multiple of 8 bars from A's first
 //! downbeat, 16 or 32 where A allows) and ends on the last full bar before
-//! A's cue-out; B enters on its first downbeat at or after its cue-in. B is
+//! A's cue-out (fewer bars where A is short, down to 7.5 s worth); B
+//! enters on its first downbeat at or after its cue-in. B is
 //! played at A's tempo, beat for beat, through the overlap (B's tempo may
 //! be taken at half or double), then glides to its own tempo (shorter
 //! where B is short: B keeps a few bars to be mixed out of in its turn).
@@ -199,6 +200,20 @@ const MAX_EARLIER_BARS: usize = 16;
 /// steady pulse.
 const MAX_LATER_BARS: usize = 8;
 
+/// The shortest beatmatched overlap, seconds: 4 bars at 128 BPM. It is
+/// held to 4 bars at most and 2 at least, so a slow track (at 64 BPM a
+/// bar lasts 3.75 s) is blended over 2 or 3 bars where 4 do not fit,
+/// as a DJ would: what makes a blend too short is how long it lasts.
+const MIN_OVERLAP_S: f64 = 7.5;
+
+/// The fewest bars of `meter` beats at `bpm` a beatmatched overlap may
+/// have (see `MIN_OVERLAP_S`).
+fn min_overlap_bars(bpm: f64, meter: usize) -> usize {
+    let bar_s = meter as f64 * 60.0 / bpm.max(1.0);
+    // A thousandth of a bar of slack: 4 bars at 128 BPM are 7.5 s.
+    ((MIN_OVERLAP_S / bar_s - 1e-3).ceil() as usize).clamp(2, 4)
+}
+
 /// Bars B keeps after the transition into it (overlap and glide), so that
 /// B in its turn can be mixed out beat for beat: a 4-bar overlap, and the
 /// bar under way when the hand-over to B's own audio ends.
@@ -243,6 +258,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         ));
     }
     let meter = a.meter.max(1) as usize;
+    let min_bars = min_overlap_bars(a.bpm, meter);
     // A: full bars that end by the cue-out.
     let a_bars: Vec<f64> = a.downbeats.iter().copied().filter(|d| *d <= a.cue_out_s + 1e-3).collect();
     let b_bar_starts: Vec<f64> = b.downbeats.iter().copied().filter(|d| *d >= b.cue_in_s - 0.05).collect();
@@ -279,14 +295,14 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     });
     let entries = first_phrase.filter(|k| *k <= later).into_iter().chain((0..=later).filter(|k| Some(*k) != first_phrase));
     let steady_entry = entries.map(entry).find(|(_, grid, start, _, bars)| {
-        start.is_some_and(|i| *bars >= 4 && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= s.min_steady_share)
+        start.is_some_and(|i| *bars >= min_bars && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= s.min_steady_share)
     });
     let (b_in, b_grid, b_start, b_bars, max_bars) = steady_entry.unwrap_or_else(|| entry(0));
     let Some(b_start) = b_start else {
         return crossfade(Fallback::NoDownbeat, "B's downbeat is not on its beat grid".into());
     };
-    if max_bars < 4 {
-        return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit)"));
+    if max_bars < min_bars {
+        return crossfade(Fallback::TooShort, format!("too short for a beatmatched overlap ({max_bars} bars fit, {min_bars} needed)"));
     }
     // Phrase alignment: the overlap starts a multiple of 8 bars after the
     // start of A's phrases (its first downbeat, or where the analysis saw
@@ -519,6 +535,22 @@ mod tests {
         assert!(p.b_in_s > 10.0 && p.b_in_s <= 0.5 + 8.0 * 2.0 + 1e-6, "B enters at {} s", p.b_in_s);
         assert!(b.steady_share(&p.b_beats) >= s.min_steady_share, "{:?}", p.b_beats);
         assert!(b.downbeats.iter().any(|d| (d - p.b_in_s).abs() < 1e-9), "B enters on a downbeat");
+    }
+
+    #[test]
+    fn a_short_slow_track_is_blended_over_fewer_bars_not_crossfaded() {
+        let s = TransitionSettings::default();
+        // 30 s at 64 BPM: 8 bars, so half of them (the most A gives up)
+        // is 3 — 11 s of overlap, longer than 4 bars at 128 BPM.
+        let p = plan(&steady(64.0, 30.0), &steady(65.0, 240.0), &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert_eq!(p.overlap_bars, 3);
+        assert_eq!(p.a_beats.len(), 3 * 4 + 1);
+        // 3 bars at 120 BPM last 6 s: too short to blend beat for beat.
+        let p = plan(&steady(120.0, 15.0), &steady(118.0, 240.0), &s);
+        assert_eq!(p.fallback, Some(Fallback::TooShort), "{:?}", p.reason);
+        assert!(p.reason.as_deref().is_some_and(|r| r.contains("3 bars fit, 4 needed")), "{:?}", p.reason);
+        assert_eq!([min_overlap_bars(128.0, 4), min_overlap_bars(90.0, 4), min_overlap_bars(60.0, 4), min_overlap_bars(40.0, 4)], [4, 3, 2, 2]);
     }
 
     #[test]
