@@ -11,6 +11,7 @@
 //! (they are still `pending` on the next start).
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
@@ -55,8 +56,13 @@ struct FileStamp {
 /// links is a library), but only to places inside `root`, and each file is
 /// listed once however many links lead to it; loops end where they loop.
 /// What cannot be read (a broken link, a folder without permission) goes to
-/// `unreadable`.
-fn walk(root: &Path, files: &mut Vec<FileStamp>, seen: &mut HashSet<(u64, u64)>, unreadable: &mut dyn FnMut(&Path, &walkdir::Error)) {
+/// `unreadable`. Each file goes to `found`, which may end the walk there.
+fn walk(
+    root: &Path,
+    seen: &mut HashSet<(u64, u64)>,
+    unreadable: &mut dyn FnMut(&Path, &walkdir::Error),
+    found: &mut dyn FnMut(FileStamp) -> ControlFlow<()>,
+) {
     let Ok(canonical_root) = root.canonicalize() else { return };
     let inside = |p: &Path| p.canonicalize().is_ok_and(|c| c.starts_with(&canonical_root));
     let walker = walkdir::WalkDir::new(root)
@@ -85,7 +91,9 @@ fn walk(root: &Path, files: &mut Vec<FileStamp>, seen: &mut HashSet<(u64, u64)>,
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
-        files.push(FileStamp { path: entry.into_path(), size: meta.len() as i64, mtime_ns });
+        if found(FileStamp { path: entry.into_path(), size: meta.len() as i64, mtime_ns }).is_break() {
+            return;
+        }
     }
 }
 
@@ -104,11 +112,15 @@ fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
 }
 
 /// Whether `root` (links followed, as the scan follows them) holds any
-/// audio file. What cannot be read is left to the scan to report.
+/// audio file: the walk stops at the first. What cannot be read is left
+/// to the scan to report.
 pub fn has_audio(root: &Path) -> bool {
-    let mut files = Vec::new();
-    walk(root, &mut files, &mut HashSet::new(), &mut |_, _| {});
-    !files.is_empty()
+    let mut any = false;
+    walk(root, &mut HashSet::new(), &mut |_, _| {}, &mut |_| {
+        any = true;
+        ControlFlow::Break(())
+    });
+    any
 }
 
 fn now_s() -> i64 {
@@ -142,10 +154,14 @@ impl Catalog {
                 Err(source) if i == 0 => return Err(CatalogError::Io { path: root.to_path_buf(), source }),
                 Err(_) => continue,
             };
-            walk(&root, &mut files, &mut seen, &mut |path, e| {
+            let mut unreadable = |path: &Path, e: &walkdir::Error| {
                 if self.walk_warned.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf()) {
                     tracing::warn!("{}: {e}", path.display());
                 }
+            };
+            walk(&root, &mut seen, &mut unreadable, &mut |f| {
+                files.push(f);
+                ControlFlow::Continue(())
             });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
