@@ -362,7 +362,7 @@ pub struct MixerConfig {
     /// Largest tempo change the incoming track is stretched by (half and
     /// double tempo considered), as a fraction. Default: `0.08`.
     pub max_tempo_change: f64,
-    /// Beat confidence below which a pair is crossfaded, 0..1. Default: `0.2`.
+    /// Beat confidence below which a pair is crossfaded, 0..1. Default: `0.1`.
     pub min_beat_confidence: f64,
     /// Share of each track's overlap beats that must keep a steady tempo
     /// to beatmatch, 0..1 (0: beatmatch a wandering pulse too). Default: `0.5`.

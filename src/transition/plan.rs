@@ -25,7 +25,11 @@ pub struct TransitionSettings {
     pub overlap_bars: u32,
     /// Largest tempo change B may be stretched by (after half/double). Default: `0.08`.
     pub max_tempo_change: f64,
-    /// Beat confidence below which a track is mixed by plain crossfade. Default: `0.2`.
+    /// Beat confidence below which a track is mixed by plain crossfade. Default: `0.1`:
+    /// only music with next to no pulse (a pad, a free solo); whether a
+    /// pulse is good enough to mix on is the steadiness gate's call and the
+    /// rendered check's, which measure it (steady real recordings score
+    /// from 0.18 up).
     pub min_beat_confidence: f64,
     /// Share of each track's overlap beats that must be on a steady
     /// section of its grid (`Analysis::steady`) to beatmatch; 0 lets a
@@ -48,7 +52,7 @@ impl Default for TransitionSettings {
         TransitionSettings {
             overlap_bars: 16,
             max_tempo_change: 0.08,
-            min_beat_confidence: 0.2,
+            min_beat_confidence: 0.1,
             min_steady_share: 0.5,
             glide_bars: 8,
             crossfade_s: 6.0,
