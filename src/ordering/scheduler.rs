@@ -327,6 +327,9 @@ impl Scheduler {
             let history = self.history();
             if let Some(track) = tour_pick(&self.library, &self.rules, &history) {
                 self.upcoming.push_back(Planned { track, by: FALLBACK.to_string() });
+                // A pick in flight follows a history without this track
+                // (it could be this very track): it is made again.
+                self.generation += 1;
             }
         }
         let p = self.upcoming.pop_front()?;
@@ -635,6 +638,25 @@ mod tests {
     fn scheduler(n: i64, source: &str) -> Scheduler {
         let lib = Arc::new(Library::build(&tracks(n), Default::default()));
         Scheduler::new(lib, Rules::default(), "test", Plugin::compile("test", source, Limits::default(), 1))
+    }
+
+    #[test]
+    fn a_pick_made_before_the_tour_stood_in_is_made_again() {
+        // The planner starts a pick with nothing played; before it is back,
+        // the mixer takes the tour's pick (the plan was empty): the planner's
+        // pick followed a history without it, and could be that very track.
+        let mut s = scheduler(2, "fn next_track(ctx) { ctx.candidates[0].id }");
+        let (wake, _woken) = crossbeam_channel::bounded(1);
+        s.attach_planner(wake);
+        // The library arrives (the first analyses): the plan is empty.
+        s.set_library(s.library());
+        let job = s.pick_job().unwrap();
+        let on_air = s.take().unwrap();
+        let result = job.run();
+        assert_eq!(result.planned.as_ref().map(|p| p.track.id), Some(on_air.id), "the stale pick repeats the track");
+        s.complete(job, result);
+        s.refill();
+        assert_ne!(s.take().unwrap().id, on_air.id, "the same track twice in a row");
     }
 
     #[test]
