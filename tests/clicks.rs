@@ -27,6 +27,8 @@ struct Clicks {
     shape: Shape,
     /// The file's sample rate.
     rate: u32,
+    /// The track's length.
+    seconds: f64,
 }
 
 const SECONDS: f64 = 90.0;
@@ -35,8 +37,8 @@ const LEAD_IN: f64 = 0.37;
 /// The click times and the track as interleaved stereo at its own rate.
 fn click_track(c: Clicks) -> (Vec<f64>, Vec<f32>) {
     let rate = c.rate as f64;
-    let times: Vec<f64> = (0..).map(|k| LEAD_IN + k as f64 * 60.0 / c.bpm).take_while(|t| *t < SECONDS - 1.0).collect();
-    let mut x = vec![0.0f32; (SECONDS * rate) as usize * 2];
+    let times: Vec<f64> = (0..).map(|k| LEAD_IN + k as f64 * 60.0 / c.bpm).take_while(|t| *t < c.seconds - 1.0).collect();
+    let mut x = vec![0.0f32; (c.seconds * rate) as usize * 2];
     let mut seed = 12345u32;
     for &t in &times {
         // Sub-sample start: the click begins exactly at t.
@@ -149,10 +151,12 @@ fn transition(a: Clicks, b: Clicks) -> Measured {
 #[test]
 fn clicks_of_b_land_on_clicks_of_a_to_a_millisecond() {
     let pairs = [
-        (Clicks { bpm: 120.0, shape: Shape::Sine(1000.0), rate: 44_100 }, Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100 }),
-        (Clicks { bpm: 90.0, shape: Shape::Noise, rate: 48_000 }, Clicks { bpm: 94.0, shape: Shape::Kick, rate: 44_100 }),
-        (Clicks { bpm: 174.0, shape: Shape::Sine(3000.0), rate: 44_100 }, Clicks { bpm: 87.0, shape: Shape::Sine(1500.0), rate: 48_000 }),
-        (Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000 }, Clicks { bpm: 124.0, shape: Shape::Noise, rate: 44_100 }),
+        (Clicks { bpm: 120.0, shape: Shape::Sine(1000.0), rate: 44_100, seconds: SECONDS }, Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100, seconds: SECONDS }),
+        (Clicks { bpm: 90.0, shape: Shape::Noise, rate: 48_000, seconds: SECONDS }, Clicks { bpm: 94.0, shape: Shape::Kick, rate: 44_100, seconds: SECONDS }),
+        (Clicks { bpm: 174.0, shape: Shape::Sine(3000.0), rate: 44_100, seconds: SECONDS }, Clicks { bpm: 87.0, shape: Shape::Sine(1500.0), rate: 48_000, seconds: SECONDS }),
+        (Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000, seconds: SECONDS }, Clicks { bpm: 124.0, shape: Shape::Noise, rate: 44_100, seconds: SECONDS }),
+        // A 30-second A at 64 BPM has 8 bars: a 3-bar overlap (12 s).
+        (Clicks { bpm: 64.0, shape: Shape::Sine(2000.0), rate: 44_100, seconds: 30.0 }, Clicks { bpm: 66.0, shape: Shape::Kick, rate: 48_000, seconds: SECONDS }),
     ];
     let mut failures = Vec::new();
     for (a, b) in pairs {
@@ -171,14 +175,14 @@ fn clicks_of_b_land_on_clicks_of_a_to_a_millisecond() {
 #[test]
 fn the_grid_sits_on_clicks_of_every_shape_and_rate() {
     for c in [
-        Clicks { bpm: 120.0, shape: Shape::Sine(1000.0), rate: 44_100 },
-        Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100 },
-        Clicks { bpm: 93.0, shape: Shape::Noise, rate: 48_000 },
-        Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000 },
+        Clicks { bpm: 120.0, shape: Shape::Sine(1000.0), rate: 44_100, seconds: SECONDS },
+        Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100, seconds: SECONDS },
+        Clicks { bpm: 93.0, shape: Shape::Noise, rate: 48_000, seconds: SECONDS },
+        Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000, seconds: SECONDS },
         // Their accents ripple with where each click falls between the
         // analysis frames, every few beats: not a pattern of 64 BPM or 3/4.
-        Clicks { bpm: 128.0, shape: Shape::Sine(3000.0), rate: 44_100 },
-        Clicks { bpm: 96.0, shape: Shape::Sine(4000.0), rate: 44_100 },
+        Clicks { bpm: 128.0, shape: Shape::Sine(3000.0), rate: 44_100, seconds: SECONDS },
+        Clicks { bpm: 96.0, shape: Shape::Sine(4000.0), rate: 44_100, seconds: SECONDS },
     ] {
         let (times, x) = click_track(c);
         let a = analyze_pcm(&x, SampleRate(c.rate)).unwrap();
