@@ -26,7 +26,7 @@ pub struct TransitionSettings {
     /// Largest tempo change B may be stretched by (after half/double). Default: `0.08`.
     pub max_tempo_change: f64,
     /// Beat confidence below which a track is mixed by plain crossfade. Default: `0.1`:
-    /// only music with next to no pulse (a pad, a free solo); whether a
+    /// only music with next to no pulse (a pad, a drone); whether a
     /// pulse is good enough to mix on is the steadiness gate's call and the
     /// rendered check's, which measure it (steady real recordings score
     /// from 0.18 up).
