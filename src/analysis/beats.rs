@@ -87,7 +87,15 @@ pub fn track_periods(onset: &[f32], periods: &[f64], active: &[bool], tightness:
         frames.push(prev);
     }
     frames.reverse();
-    let mut frames: Vec<usize> = frames.into_iter().filter(|&f| active.get(f).copied().unwrap_or(false)).collect();
+    // Beats in silence are dropped at the ends only: a stop in the middle
+    // (a beat or a bar of silence before a drop) keeps its beats, so the
+    // bars are counted on through it.
+    let audible = |f: &usize| active.get(*f).copied().unwrap_or(false);
+    let (first, last) = (frames.iter().position(audible), frames.iter().rposition(audible));
+    let mut frames: Vec<usize> = match (first, last) {
+        (Some(a), Some(b)) => frames[a..=b].to_vec(),
+        _ => Vec::new(),
+    };
     // Trim weak beats at both ends (the tracker runs on through fades and
     // tails): below a tenth of the RMS onset strength of all beats.
     let rms = (frames.iter().map(|&f| local[f].powi(2)).sum::<f64>() / frames.len().max(1) as f64).sqrt();

@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 9;
+pub const ANALYSIS_VERSION: i64 = 10;
 
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
@@ -415,4 +415,40 @@ fn energy(f: &Features, lufs: f64) -> f64 {
     let density = (f.onset.iter().map(|v| *v as f64).sum::<f64>() / n / 2.0).clamp(0.0, 1.0);
     let bright = (f.brightness.iter().map(|v| *v as f64).sum::<f64>() / n / 0.3).clamp(0.0, 1.0);
     (0.5 * loud + 0.3 * density + 0.2 * bright).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{render, Style, TrackSpec};
+
+    #[test]
+    fn a_stop_in_the_middle_keeps_the_bars_counting() {
+        // Two beats of digital silence from a downbeat, as before a drop:
+        // the beats go on through it and the bars on both sides are the
+        // track's own (dropping the silent beats once shifted every bar
+        // before the stop by two beats).
+        let spec = TrackSpec {
+            title: "stop".into(),
+            artist: "test".into(),
+            bpm: 124.0,
+            key_root: 0,
+            minor: true,
+            seconds: 60.0,
+            seed: 3,
+            style: Style { breakdown: false, ..Style::default() },
+        };
+        let rate = features::RATE as usize;
+        let mut pcm = render(&spec, SampleRate(features::RATE));
+        let truth = spec.beat_times();
+        let (from, to) = ((truth[64] * rate as f64) as usize - 200, (truth[66] * rate as f64) as usize - 200);
+        pcm[from * 2..to * 2].fill(0.0);
+        let mono: Vec<f32> = pcm.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
+        let a = analyze_mono(&mono, mono.len() as f64 / rate as f64, -10.0, -1.0);
+        let near = |t: f64, v: &[f64]| v.iter().any(|x| (x - t).abs() < 0.02);
+        assert!(near(truth[64], &a.beats) && near(truth[65], &a.beats), "no beats in the stop");
+        let wrong: Vec<f64> = a.downbeats.iter().copied().filter(|d| !near(*d, &spec.downbeat_times())).collect();
+        assert!(wrong.is_empty(), "downbeats off the bars: {wrong:?}");
+        assert!(a.downbeats.len() >= 28, "{} downbeats", a.downbeats.len());
+    }
 }
