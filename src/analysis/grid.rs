@@ -292,7 +292,50 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
             beats[k] = beats[k - 1] + 1e-3;
         }
     }
+    let (beats, sections) = bridge(&beats, &sections);
     Grid { beats, sections }
+}
+
+/// Two steady sections this close in tempo (relative) may be one grid.
+const BRIDGE_TEMPO: f64 = 0.01;
+/// ...if the line of one meets the other within this share of a beat.
+const BRIDGE_PHASE: f64 = 0.2;
+
+/// The grid through a stretch without a steady pulse between two steady
+/// sections of one tempo whose lines meet (a breakdown without drums,
+/// where the tracker's beats wander off or lose count): evenly spaced
+/// beats from the one section to the other, as a DJ's grid runs on through
+/// it — so the bars are counted on both sides alike. The stretch's
+/// tracked beats stay where they are as many as the grid's and within a
+/// fifth of a beat of it (a band's own breathing). Sections are returned
+/// with their indices into the new beats.
+fn bridge(beats: &[f64], sections: &[(usize, usize, f64)]) -> (Vec<f64>, Vec<(usize, usize, f64)>) {
+    let mut out = Vec::with_capacity(beats.len());
+    let mut out_sections = Vec::with_capacity(sections.len());
+    // Old beats before `from` are in `out`; the rest follow unchanged.
+    let mut from = 0;
+    for (k, &(i, j, period)) in sections.iter().enumerate() {
+        if let Some(&(_, before_end, before_period)) = k.checked_sub(1).map(|k| &sections[k]) {
+            let (t0, t1) = (beats[before_end - 1], beats[i]);
+            let p = 0.5 * (period + before_period);
+            let n = ((t1 - t0) / p).round();
+            let meets = (period / before_period - 1.0).abs() <= BRIDGE_TEMPO && (t1 - t0 - n * p).abs() <= BRIDGE_PHASE * p;
+            if i > before_end && n >= 2.0 && meets {
+                let step = (t1 - t0) / n;
+                let line: Vec<f64> = (1..n as usize).map(|m| t0 + step * m as f64).collect();
+                let tracked = &beats[before_end..i];
+                if line.len() != tracked.len() || line.iter().zip(tracked).any(|(g, b)| (g - b).abs() > BRIDGE_PHASE * p) {
+                    out.extend_from_slice(&beats[from..before_end]);
+                    out.extend(line);
+                    from = i;
+                }
+            }
+        }
+        let start = out.len() + (i - from);
+        out_sections.push((start, start + (j - i), period));
+    }
+    out.extend_from_slice(&beats[from..]);
+    (out, out_sections)
 }
 
 /// Beats each side in the local curve of unsteady stretches.
@@ -416,6 +459,22 @@ mod tests {
         assert_eq!(g.sections.len(), 2, "{:?}", g.sections);
         let errs: Vec<String> = g.beats.iter().zip(&truth).enumerate().filter(|(_, (b, t))| (*b - *t).abs() >= 0.002).map(|(k, (b, t))| format!("{k}:{:.1}", (b - t) * 1e3)).collect();
         assert!(errs.is_empty(), "{errs:?} {:?}", g.sections);
+    }
+
+    #[test]
+    fn the_grid_runs_on_through_a_breakdown_that_lost_count() {
+        // 100 beats at 120 BPM; beats 40..56 have no attack (a breakdown
+        // without drums), and the tracker put 15 beats there, not 16.
+        let truth: Vec<f64> = (0..100).map(|k| 0.5 + k as f64 * 0.5).collect();
+        let heard: Vec<f64> = truth.iter().enumerate().filter(|(k, _)| !(40..56).contains(k)).map(|(_, t)| *t).collect();
+        let env = compute(&clicks(&heard, 52.0, 1000.0)).fine;
+        let step = (truth[56] - truth[39]) / 16.0;
+        let tracked: Vec<f64> = truth[..40].iter().copied().chain((1..16).map(|m| truth[39] + step * m as f64)).chain(truth[56..].iter().copied()).collect();
+        let g = fit(&tracked, &attacks(&env, &tracked));
+        assert_eq!(g.beats.len(), truth.len(), "{:?}", g.sections);
+        let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
+        assert!(worst < 0.001, "worst {worst} s; sections {:?}", g.sections);
+        assert!(g.sections.iter().all(|&(i, j, _)| j <= g.beats.len() && i < j), "{:?}", g.sections);
     }
 
     /// 80 beats of a tempo wandering ±4 % over a few bars: no line fits

@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 10;
+pub const ANALYSIS_VERSION: i64 = 11;
 
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
@@ -422,33 +422,59 @@ mod tests {
     use super::*;
     use crate::synth::{render, Style, TrackSpec};
 
-    #[test]
-    fn a_stop_in_the_middle_keeps_the_bars_counting() {
-        // Two beats of digital silence from a downbeat, as before a drop:
-        // the beats go on through it and the bars on both sides are the
-        // track's own (dropping the silent beats once shifted every bar
-        // before the stop by two beats).
+    /// A synthetic 124 BPM track of `seconds` whose beats from 64 to
+    /// 64 + `beats` are replaced by `fill` (time in seconds → sample),
+    /// analysed; the downbeats off the track's bars (before and after that
+    /// stretch) are the error.
+    fn bars_around(seconds: f64, beats: usize, fill: impl Fn(f32) -> f32) -> (Analysis, Vec<f64>, Vec<f64>) {
         let spec = TrackSpec {
-            title: "stop".into(),
+            title: "stretch".into(),
             artist: "test".into(),
             bpm: 124.0,
             key_root: 0,
             minor: true,
-            seconds: 60.0,
+            seconds,
             seed: 3,
             style: Style { breakdown: false, ..Style::default() },
         };
         let rate = features::RATE as usize;
         let mut pcm = render(&spec, SampleRate(features::RATE));
         let truth = spec.beat_times();
-        let (from, to) = ((truth[64] * rate as f64) as usize - 200, (truth[66] * rate as f64) as usize - 200);
-        pcm[from * 2..to * 2].fill(0.0);
+        let (from, to) = ((truth[64] * rate as f64) as usize - 200, (truth[64 + beats] * rate as f64) as usize - 200);
+        for i in from..to {
+            let v = fill(i as f32 / rate as f32);
+            pcm[i * 2..i * 2 + 2].fill(v);
+        }
         let mono: Vec<f32> = pcm.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
         let a = analyze_mono(&mono, mono.len() as f64 / rate as f64, -10.0, -1.0);
+        let bars = spec.downbeat_times();
         let near = |t: f64, v: &[f64]| v.iter().any(|x| (x - t).abs() < 0.02);
-        assert!(near(truth[64], &a.beats) && near(truth[65], &a.beats), "no beats in the stop");
-        let wrong: Vec<f64> = a.downbeats.iter().copied().filter(|d| !near(*d, &spec.downbeat_times())).collect();
+        let outside = |d: &f64| *d < truth[64] || *d >= truth[64 + beats];
+        let wrong = a.downbeats.iter().copied().filter(|d| outside(d) && !near(*d, &bars)).collect();
+        (a, truth, wrong)
+    }
+
+    #[test]
+    fn a_stop_in_the_middle_keeps_the_bars_counting() {
+        // Two beats of digital silence from a downbeat, as before a drop:
+        // the beats go on through it and the bars on both sides are the
+        // track's own (dropping the silent beats once shifted every bar
+        // before the stop by two beats).
+        let (a, truth, wrong) = bars_around(60.0, 2, |_| 0.0);
+        let near = |t: f64| a.beats.iter().any(|x| (x - t).abs() < 0.02);
+        assert!(near(truth[64]) && near(truth[65]), "no beats in the stop");
         assert!(wrong.is_empty(), "downbeats off the bars: {wrong:?}");
         assert!(a.downbeats.len() >= 28, "{} downbeats", a.downbeats.len());
+    }
+
+    #[test]
+    fn a_breakdown_without_drums_keeps_the_bars_counting() {
+        // 16 bars of a quiet sustained chord: the tracker's beats lose
+        // count there; the grid runs on from the bars before to those after.
+        let chord = |t: f32| 0.05 * [220.0f32, 261.6, 329.6].iter().map(|hz| (std::f32::consts::TAU * hz * t).sin()).sum::<f32>() / 3.0;
+        let (a, truth, wrong) = bars_around(120.0, 64, chord);
+        assert!(wrong.is_empty(), "downbeats off the bars: {wrong:?}");
+        let on_grid = truth.iter().filter(|t| a.beats.iter().any(|x| (x - **t).abs() < 0.02)).count();
+        assert!(on_grid + 2 >= truth.len(), "{on_grid} of {} beats", truth.len());
     }
 }
