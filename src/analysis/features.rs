@@ -73,6 +73,16 @@ impl Features {
     pub fn frame_at(t: f64) -> usize {
         (t * FPS).round().max(0.0) as usize
     }
+
+    /// The mean of the per-frame feature `v` from `from` to `to` seconds
+    /// (0 over an empty span).
+    pub fn mean_over(v: &[f32], from: f64, to: f64) -> f64 {
+        let (a, b) = (Self::frame_at(from).min(v.len()), Self::frame_at(to).min(v.len()));
+        if b <= a {
+            return 0.0;
+        }
+        v[a..b].iter().map(|x| *x as f64).sum::<f64>() / (b - a) as f64
+    }
 }
 
 /// Band edges in FFT bins: third-octave bands from 30 Hz to 10 kHz.

@@ -316,13 +316,7 @@ fn extend_into_music(f: &Features, beats: &mut Vec<f64>) {
     if beats.len() < 8 {
         return;
     }
-    let beat_energy = |a: f64, b: f64| {
-        let (i, j) = (Features::frame_at(a.max(0.0)), Features::frame_at(b).min(f.energy.len()));
-        if j <= i {
-            return 0.0;
-        }
-        f.energy[i..j].iter().map(|e| *e as f64).sum::<f64>() / (j - i) as f64
-    };
+    let beat_energy = |a: f64, b: f64| Features::mean_over(&f.energy, a, b);
     let mut energies: Vec<f64> = beats.windows(2).map(|w| beat_energy(w[0], w[1])).collect();
     let mid = energies.len() / 2;
     let median = *energies.select_nth_unstable_by(mid, f64::total_cmp).1;
@@ -392,13 +386,7 @@ fn intro_outro_bars(f: &Features, downbeats: &[f64]) -> (u32, u32) {
     if downbeats.len() < 4 {
         return (0, 0);
     }
-    let bass: Vec<f64> = downbeats
-        .windows(2)
-        .map(|w| {
-            let (a, b) = (Features::frame_at(w[0]), Features::frame_at(w[1]).min(f.low_energy.len()));
-            f.low_energy[a.min(b)..b].iter().map(|v| *v as f64).sum::<f64>() / (b - a.min(b)).max(1) as f64
-        })
-        .collect();
+    let bass: Vec<f64> = downbeats.windows(2).map(|w| Features::mean_over(&f.low_energy, w[0], w[1])).collect();
     let mut sorted = bass.clone();
     sorted.sort_by(f64::total_cmp);
     let full = sorted[sorted.len() / 2] * 0.5;

@@ -42,8 +42,7 @@ pub fn changes(f: &Features, downbeats: &[f64]) -> Vec<Option<f64>> {
         downbeats
             .windows(2)
             .map(|w| {
-                let (a, b) = (Features::frame_at(w[0]).min(v.len()), Features::frame_at(w[1]).min(v.len()));
-                let mean = v[a..b.max(a)].iter().map(|x| *x as f64).sum::<f64>() / b.saturating_sub(a).max(1) as f64;
+                let mean = Features::mean_over(v, w[0], w[1]);
                 if log {
                     10.0 * (mean + 1e-10).log10()
                 } else {
