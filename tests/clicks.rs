@@ -32,6 +32,13 @@ struct Clicks {
 }
 
 const SECONDS: f64 = 90.0;
+
+impl Clicks {
+    /// Clicks of `SECONDS`.
+    const fn new(bpm: f64, shape: Shape, rate: u32) -> Clicks {
+        Clicks { bpm, shape, rate, seconds: SECONDS }
+    }
+}
 const LEAD_IN: f64 = 0.37;
 
 /// The click times and the track as interleaved stereo at its own rate.
@@ -151,12 +158,12 @@ fn transition(a: Clicks, b: Clicks) -> Measured {
 #[test]
 fn clicks_of_b_land_on_clicks_of_a_to_a_millisecond() {
     let pairs = [
-        (Clicks { bpm: 120.0, shape: Shape::Sine(1000.0), rate: 44_100, seconds: SECONDS }, Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100, seconds: SECONDS }),
-        (Clicks { bpm: 90.0, shape: Shape::Noise, rate: 48_000, seconds: SECONDS }, Clicks { bpm: 94.0, shape: Shape::Kick, rate: 44_100, seconds: SECONDS }),
-        (Clicks { bpm: 174.0, shape: Shape::Sine(3000.0), rate: 44_100, seconds: SECONDS }, Clicks { bpm: 87.0, shape: Shape::Sine(1500.0), rate: 48_000, seconds: SECONDS }),
-        (Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000, seconds: SECONDS }, Clicks { bpm: 124.0, shape: Shape::Noise, rate: 44_100, seconds: SECONDS }),
+        (Clicks::new(120.0, Shape::Sine(1000.0), 44_100), Clicks::new(126.0, Shape::Sine(5000.0), 44_100)),
+        (Clicks::new(90.0, Shape::Noise, 48_000), Clicks::new(94.0, Shape::Kick, 44_100)),
+        (Clicks::new(174.0, Shape::Sine(3000.0), 44_100), Clicks::new(87.0, Shape::Sine(1500.0), 48_000)),
+        (Clicks::new(128.0, Shape::Kick, 32_000), Clicks::new(124.0, Shape::Noise, 44_100)),
         // A 30-second A at 64 BPM has 8 bars: a 3-bar overlap (12 s).
-        (Clicks { bpm: 64.0, shape: Shape::Sine(2000.0), rate: 44_100, seconds: 30.0 }, Clicks { bpm: 66.0, shape: Shape::Kick, rate: 48_000, seconds: SECONDS }),
+        (Clicks { seconds: 30.0, ..Clicks::new(64.0, Shape::Sine(2000.0), 44_100) }, Clicks::new(66.0, Shape::Kick, 48_000)),
     ];
     let mut failures = Vec::new();
     for (a, b) in pairs {
@@ -175,14 +182,14 @@ fn clicks_of_b_land_on_clicks_of_a_to_a_millisecond() {
 #[test]
 fn the_grid_sits_on_clicks_of_every_shape_and_rate() {
     for c in [
-        Clicks { bpm: 120.0, shape: Shape::Sine(1000.0), rate: 44_100, seconds: SECONDS },
-        Clicks { bpm: 126.0, shape: Shape::Sine(5000.0), rate: 44_100, seconds: SECONDS },
-        Clicks { bpm: 93.0, shape: Shape::Noise, rate: 48_000, seconds: SECONDS },
-        Clicks { bpm: 128.0, shape: Shape::Kick, rate: 32_000, seconds: SECONDS },
+        Clicks::new(120.0, Shape::Sine(1000.0), 44_100),
+        Clicks::new(126.0, Shape::Sine(5000.0), 44_100),
+        Clicks::new(93.0, Shape::Noise, 48_000),
+        Clicks::new(128.0, Shape::Kick, 32_000),
         // Their accents ripple with where each click falls between the
         // analysis frames, every few beats: not a pattern of 64 BPM or 3/4.
-        Clicks { bpm: 128.0, shape: Shape::Sine(3000.0), rate: 44_100, seconds: SECONDS },
-        Clicks { bpm: 96.0, shape: Shape::Sine(4000.0), rate: 44_100, seconds: SECONDS },
+        Clicks::new(128.0, Shape::Sine(3000.0), 44_100),
+        Clicks::new(96.0, Shape::Sine(4000.0), 44_100),
     ] {
         let (times, x) = click_track(c);
         let a = analyze_pcm(&x, SampleRate(c.rate)).unwrap();

@@ -306,7 +306,6 @@ async fn the_live_stream_beatmatches() {
     t.station.shutdown().await;
 }
 
-
 /// Tracks whose sections start a few bars after their first downbeat (a
 /// count-in of hi-hats): the analysis finds where their phrases start, the
 /// mix out of A starts on one of A's, and B comes in on its first.
