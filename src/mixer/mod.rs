@@ -332,35 +332,14 @@ impl Worker {
         }
     }
 
-    /// `p`'s analysis arranged for a skip: the overlap starts at the next
-    /// downbeat after the mixer's position. The plan starts overlaps on
-    /// 8-bar phrases counted from the first downbeat it is given, as late as
-    /// A's bars allow, keeping half of A's bars before the overlap; so A is
-    /// given the downbeats from `pre` bars before that downbeat (a whole
-    /// number of phrases, at least the overlap) to `bars` after it, which
-    /// is where its cue-out goes. The longest overlap that fits (the
-    /// setting, else 8, else 4 bars) is used; with no bars to count, a
-    /// crossfade from a few seconds on.
+    /// `p`'s analysis arranged for a skip (see `transition::skip_cut`);
+    /// with no bars to count, a crossfade from a few seconds on.
     fn skip_cut(&self, p: &Playing) -> Analysis {
         let now_s = p.at as f64 / self.settings.rate.0 as f64;
-        let mut a = p.analysis.clone();
-        let next = a.downbeats.iter().position(|d| *d >= now_s);
-        let setting = self.settings.transition.overlap_bars as usize;
-        let fit = next.and_then(|i| {
-            [setting, 8, 4].into_iter().filter(|&bars| bars >= 4 && bars <= setting).find_map(|bars| {
-                let phrase = if bars >= 8 { 8 } else { 4 };
-                let pre = bars.div_ceil(phrase) * phrase;
-                (i >= pre && i + bars < a.downbeats.len() && a.downbeats[i + bars] <= a.cue_out_s + 1e-3).then_some((i, pre, bars))
-            })
-        });
-        match fit {
-            Some((i, pre, bars)) => {
-                a.cue_out_s = a.downbeats[i + bars];
-                a.downbeats = a.downbeats[i - pre..=i + bars].to_vec();
-            }
-            None => a.cue_out_s = a.cue_out_s.min(now_s + 2.0 * self.settings.transition.crossfade_s),
-        }
-        a
+        transition::skip_cut(&p.analysis, now_s, &self.settings.transition).unwrap_or_else(|| Analysis {
+            cue_out_s: p.analysis.cue_out_s.min(now_s + 2.0 * self.settings.transition.crossfade_s),
+            ..p.analysis.clone()
+        })
     }
 
     /// `p`'s analysis with its cue-out a crossfade's length after the next

@@ -11,7 +11,7 @@ pub mod dsp;
 mod plan;
 mod render;
 
-pub use plan::{plan, plan_after, track_gain_db, Fallback, Mode, Plan, TransitionSettings};
+pub use plan::{plan, plan_after, skip_cut, track_gain_db, Fallback, Mode, Plan, TransitionSettings};
 pub use align::Alignment;
 pub use render::{render, render_into, Rendered};
 

@@ -218,6 +218,34 @@ fn min_overlap_bars(bpm: f64, meter: usize) -> usize {
     ((MIN_OVERLAP_S / bar_s - 1e-3).ceil() as usize).clamp(2, 4)
 }
 
+/// `a` arranged for a skip at `now_s`: the overlap starts at the next
+/// downbeat. The plan starts overlaps on phrases counted from the first
+/// downbeat it is given, as late as A's bars allow, keeping half of A's
+/// bars before the overlap; so A is given the downbeats from `pre` bars
+/// before that downbeat (a whole number of phrases, at least the overlap)
+/// to `bars` after it, which is where its cue-out goes. The longest
+/// overlap that fits is used: the setting, else 8 or 4 bars, else as few
+/// as the shortest overlap allows (2 or 3 bars of a slow track). `None`
+/// where none fits (too near the end, too few bars played).
+pub fn skip_cut(a: &Analysis, now_s: f64, s: &TransitionSettings) -> Option<Analysis> {
+    let next = a.downbeats.iter().position(|d| *d >= now_s)?;
+    let setting = s.overlap_bars as usize;
+    let fewest = min_overlap_bars(a.bpm, a.meter.max(1) as usize);
+    let (i, pre, bars) = [setting, 8, 4, 3, 2].into_iter().filter(|&bars| bars >= fewest && bars <= setting).find_map(|bars| {
+        let phrase = if bars >= PHRASE_BARS { PHRASE_BARS } else { 4 };
+        let pre = bars.div_ceil(phrase) * phrase;
+        let fits = next >= pre && next + bars < a.downbeats.len() && a.downbeats[next + bars] <= a.cue_out_s + 1e-3;
+        fits.then_some((next, pre, bars))
+    })?;
+    Some(Analysis {
+        cue_out_s: a.downbeats[i + bars],
+        downbeats: a.downbeats[i - pre..=i + bars].to_vec(),
+        // Phrases are counted from the first downbeat given.
+        phrase_offset: None,
+        ..a.clone()
+    })
+}
+
 /// Bars B keeps after the transition into it (overlap and glide), so that
 /// B in its turn can be mixed out beat for beat: a 4-bar overlap, and the
 /// bar under way when the hand-over to B's own audio ends.
@@ -555,6 +583,31 @@ mod tests {
         assert_eq!(p.fallback, Some(Fallback::TooShort), "{:?}", p.reason);
         assert!(p.reason.as_deref().is_some_and(|r| r.contains("3 bars fit, 4 needed")), "{:?}", p.reason);
         assert_eq!([min_overlap_bars(128.0, 4), min_overlap_bars(90.0, 4), min_overlap_bars(60.0, 4), min_overlap_bars(40.0, 4)], [4, 3, 2, 2]);
+    }
+
+    #[test]
+    fn a_skip_mixes_out_from_the_next_downbeat_over_as_few_bars_as_the_tempo_allows() {
+        let s = TransitionSettings::default();
+        let b = steady(66.0, 240.0);
+        // 64 BPM: bars of 3.75 s, so 2 make a blend. Skipped just before
+        // the fourth last downbeat: 3 bars fit after it, not 4.
+        let a = Analysis { phrase_offset: Some(3), ..steady(64.0, 240.0) };
+        let next = a.downbeats[a.downbeats.len() - 4];
+        let now = next - 0.5;
+        let cut = skip_cut(&a, now, &s).expect("a slow track's last bars make a blend");
+        let p = plan_after(&cut, &b, &s, now);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!((p.a_out_s - next).abs() < 1e-9, "overlap from {:.2} s, next downbeat {next:.2} s", p.a_out_s);
+        assert_eq!(p.overlap_bars, 3);
+        // Well before the end, the setting; at 128 BPM, 3 bars (5.6 s) are
+        // too short, so a skip that late crossfades.
+        let p = plan_after(&skip_cut(&a, 100.0, &s).unwrap(), &b, &s, 100.0);
+        assert_eq!((p.mode, p.overlap_bars as u32), (Mode::Beatmatched, s.overlap_bars), "{:?}", p.reason);
+        let fast = steady(128.0, 240.0);
+        assert!(skip_cut(&fast, fast.cue_out_s - 7.0, &s).is_none());
+        let p = plan_after(&skip_cut(&fast, 100.0, &s).unwrap(), &steady(126.0, 240.0), &s, 100.0);
+        let next = *fast.downbeats.iter().find(|d| **d >= 100.0).unwrap();
+        assert!((p.mode, (p.a_out_s - next).abs() < 1e-9) == (Mode::Beatmatched, true), "{:?} from {:.2} s", p.reason, p.a_out_s);
     }
 
     #[test]
