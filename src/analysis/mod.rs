@@ -29,6 +29,11 @@ use features::Features;
 /// every file analysed by an older version.
 pub const ANALYSIS_VERSION: i64 = 12;
 
+/// Beat confidence (`tempo::estimate`) below which a track has no pulse:
+/// a sustained pad scores 0.002; the least periodic real recordings we
+/// have (a solo trumpet, rubato classical) 0.14 and up.
+const NO_PULSE: f64 = 0.05;
+
 /// Frames more than this far below the track's median frame energy are
 /// silence for cue points (-40 dB).
 const SILENCE_BELOW_MEDIAN: f32 = 1e-4;
@@ -272,6 +277,10 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     // The tempo the beats keep (the longest steady section's, else the
     // median interval) is the answer; the global estimate only seeded the
     // tracker.
+    // Without a pulse in the onsets, whatever regularity the grid found in
+    // the envelope is not the music's beat (a sustained chord's partials
+    // beating against each other dip and rise like clockwork).
+    let sections = if tempo.confidence >= NO_PULSE { grid.sections.clone() } else { Vec::new() };
     let steady = if grid.steadiness() >= 0.5 { grid.steady_bpm() } else { None };
     let bpm = steady.or_else(|| median_interval(&beats).map(|p| 60.0 / p)).unwrap_or(tempo.bpm);
     let bars = downbeats::estimate(&f, &beats);
@@ -304,7 +313,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         intro_bars,
         outro_bars,
         phrase_offset,
-        steady: Some(grid.sections.iter().map(|&(first, end, _)| (round1(grid.beats[first]), round1(grid.beats[end - 1]))).collect()),
+        steady: Some(sections.iter().map(|&(first, end, _)| (round1(grid.beats[first]), round1(grid.beats[end - 1]))).collect()),
     }
 }
 
@@ -482,5 +491,21 @@ mod tests {
             let on_grid = truth.iter().filter(|t| a.beats.iter().any(|x| (x - **t).abs() < 0.02)).count();
             assert!(on_grid + 2 >= truth.len(), "{bpm} BPM, {bars} bars at {level}: {on_grid} of {} beats", truth.len());
         }
+    }
+
+    #[test]
+    fn a_beatless_pad_has_no_steady_pulse() {
+        // A sustained chord: its partials beat against each other and the
+        // envelope dips and rises regularly, which a grid could be fitted
+        // to; there is no pulse to beatmatch or to order by.
+        let rate = features::RATE as usize;
+        let mono: Vec<f32> = (0..60 * rate)
+            .map(|i| {
+                let t = i as f32 / rate as f32;
+                0.2 * [220.0f32, 261.6, 329.6, 392.0].iter().map(|hz| (std::f32::consts::TAU * hz * t).sin()).sum::<f32>() / 4.0
+            })
+            .collect();
+        let a = analyze_mono(&mono, 60.0, -20.0, -10.0);
+        assert!(a.steadiness() < 0.01, "steadiness {:.2} (confidence {:.3}): {:?}", a.steadiness(), a.beat_confidence, a.steady);
     }
 }
