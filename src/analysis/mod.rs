@@ -290,6 +290,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         (Some(a), Some(b)) => (*a, *b),
         _ => first_last_active(&active),
     };
+    let (cue_in_s, cue_out_s) = longest_part(&active, &beats, (cue_in_s, cue_out_s));
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let phrase_offset = structure::phrase_offset(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
@@ -362,6 +363,54 @@ fn first_last_active(active: &[bool]) -> (f64, f64) {
     let first = active.iter().position(|a| *a).unwrap_or(0);
     let last = active.iter().rposition(|a| *a).unwrap_or(0);
     (Features::time(first), Features::time(last))
+}
+
+/// Silence longer than this inside a track (seconds) parts it: a hidden
+/// track after minutes of silence, a gap between movements. On air it
+/// would be dead air.
+const MAX_GAP_S: f64 = 10.0;
+
+/// The cue points `cues` narrowed to the longest part of the track between
+/// silences longer than `MAX_GAP_S`: its first and last beat (its first
+/// and last audible frame where it has fewer than two beats).
+fn longest_part(active: &[bool], beats: &[f64], cues: (f64, f64)) -> (f64, f64) {
+    let gap = (MAX_GAP_S * features::FPS) as usize;
+    let (from, to) = (Features::frame_at(cues.0), Features::frame_at(cues.1).min(active.len()));
+    // Audible parts: (first frame, end frame).
+    let mut parts: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    let mut quiet = 0;
+    for (i, &on) in active.iter().enumerate().take(to).skip(from) {
+        match (on, start) {
+            (true, None) => start = Some(i),
+            (true, Some(_)) => quiet = 0,
+            (false, Some(s)) => {
+                quiet += 1;
+                if quiet > gap {
+                    parts.push((s, i - quiet + 1));
+                    start = None;
+                    quiet = 0;
+                }
+            }
+            (false, None) => {}
+        }
+        if on {
+            quiet = 0;
+        }
+    }
+    if let Some(s) = start {
+        parts.push((s, to - quiet));
+    }
+    if parts.len() < 2 {
+        return cues;
+    }
+    let (a, b) = parts.into_iter().max_by_key(|p| p.1 - p.0).map_or((from, to), |p| p);
+    let (t0, t1) = (Features::time(a), Features::time(b));
+    let inside: Vec<f64> = beats.iter().copied().filter(|t| *t >= t0 - 0.05 && *t <= t1).collect();
+    match (inside.first(), inside.last()) {
+        (Some(x), Some(y)) if inside.len() >= 2 => (*x, *y),
+        _ => (t0, t1),
+    }
 }
 
 /// The median interval between `beats`; `None` with fewer than five.
@@ -507,5 +556,35 @@ mod tests {
             .collect();
         let a = analyze_mono(&mono, 60.0, -20.0, -10.0);
         assert!(a.steadiness() < 0.01, "steadiness {:.2} (confidence {:.3}): {:?}", a.steadiness(), a.beat_confidence, a.steady);
+    }
+
+    #[test]
+    fn a_hidden_track_after_a_long_silence_is_not_aired_as_dead_air() {
+        // 60 s of a song, a minute of silence, 20 s of a hidden track; and
+        // the other way round. The cue points hold the longer part.
+        let spec = |seconds| TrackSpec {
+            title: "part".into(),
+            artist: "test".into(),
+            bpm: 120.0,
+            key_root: 0,
+            minor: false,
+            seconds,
+            seed: 5,
+            style: Style::default(),
+        };
+        let rate = features::RATE as usize;
+        let mono = |seconds: f64| -> Vec<f32> { render(&spec(seconds), SampleRate(features::RATE)).chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect() };
+        let (song, hidden, silence) = (mono(60.0), mono(20.0), vec![0.0f32; 60 * rate]);
+        for (parts, range) in [([&song, &silence, &hidden], (0.0, 60.0)), ([&hidden, &silence, &song], (80.0, 140.0))] {
+            let pcm: Vec<f32> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+            let a = analyze_mono(&pcm, pcm.len() as f64 / rate as f64, -10.0, -1.0);
+            assert!(a.cue_in_s >= range.0 && a.cue_in_s < range.0 + 2.0, "cue-in {:.1} s, the song {range:?}", a.cue_in_s);
+            assert!(a.cue_out_s > range.1 - 2.0 && a.cue_out_s <= range.1 + 0.5, "cue-out {:.1} s, the song {range:?}", a.cue_out_s);
+        }
+        // A few seconds of silence (a stop, a gap between songs on a live
+        // recording) part nothing.
+        let pcm: Vec<f32> = [&song, &silence[..5 * rate].to_vec(), &hidden].iter().flat_map(|p| p.iter().copied()).collect();
+        let a = analyze_mono(&pcm, pcm.len() as f64 / rate as f64, -10.0, -1.0);
+        assert!(a.cue_in_s < 2.0 && a.cue_out_s > 83.0, "cues {:.1}..{:.1} s", a.cue_in_s, a.cue_out_s);
     }
 }
