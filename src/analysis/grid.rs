@@ -334,6 +334,9 @@ pub fn fit(tracked: &[f64], found: &[Option<Attack>]) -> Grid {
 const BRIDGE_TEMPO: f64 = 0.01;
 /// ...if the line of one meets the other within this share of a beat.
 const BRIDGE_PHASE: f64 = 0.2;
+/// Most sections a bridge crosses (a breakdown's inner runs; it bounds
+/// the pairs tried on an hour-long mix of many sections).
+const MAX_BRIDGED: usize = 16;
 
 /// The grid through a stretch without a steady pulse between two steady
 /// sections of one tempo whose lines meet (a breakdown without drums,
@@ -362,16 +365,19 @@ fn bridge(beats: &[f64], sections: &[(usize, usize, f64)]) -> (Vec<f64>, Vec<(us
     // Which sections stay, joined by which lines: pairs by their shorter
     // section, longest first; a pair is joined where every section still
     // between them is shorter than both.
-    let mut pairs: Vec<(usize, usize)> = (0..sections.len()).flat_map(|k| (0..k).map(move |m| (m, k))).collect();
+    let mut pairs: Vec<(usize, usize)> = (0..sections.len()).flat_map(|k| (k.saturating_sub(MAX_BRIDGED)..k).map(move |m| (m, k))).collect();
     pairs.sort_by_key(|&(m, k)| std::cmp::Reverse(len(m).min(len(k))));
     let mut kept = vec![true; sections.len()];
     let mut joined: Vec<Option<Vec<f64>>> = vec![None; sections.len()];
     for (m, k) in pairs {
-        let between: Vec<usize> = (m + 1..k).filter(|&x| kept[x]).collect();
-        if !kept[m] || !kept[k] || joined[k].is_some() || between.iter().any(|&x| len(x) >= len(m).min(len(k))) {
+        if !kept[m] || !kept[k] || joined[k].is_some() {
             continue;
         }
         let Some(grid) = line(m, k) else { continue };
+        let between: Vec<usize> = (m + 1..k).filter(|&x| kept[x]).collect();
+        if between.iter().any(|&x| len(x) >= len(m).min(len(k))) {
+            continue;
+        }
         let tracked = &beats[sections[m].1..sections[k].0];
         let p = 0.5 * (sections[m].2 + sections[k].2);
         let agrees = grid.len() == tracked.len() && grid.iter().zip(tracked).all(|(g, b)| (g - b).abs() <= BRIDGE_PHASE * p);
