@@ -305,13 +305,20 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     // the setting, at most half of A's bars, starting no earlier than
     // `a_from_s`; B keeps `b_keeps` after the overlap and the glide, and a
     // third at least of its room for the glide.
+    // B keeps `b_keeps` of its own bars: on B's grid at A's tempo a bar of
+    // B's is two bars where B is counted at twice its tempo, half a bar
+    // where at half.
+    let keeps = {
+        let (a_per_b, b_per_a) = beat_ratio(multiple);
+        (b_keeps * a_per_b).div_ceil(b_per_a)
+    };
     let entry = |k: usize| {
         let b_in = b_bar_starts[k];
         let b_grid = regrid(&b.beats, multiple, b_in);
         let b_start = index_of(&b_grid, b_in);
         let b_bars = b_start.map_or(0, |i| b_grid.len().saturating_sub(i + 1) / meter);
-        let b_room = b_bars.saturating_sub(b_keeps);
-        let glide_min = if b_keeps > 0 { (s.glide_bars as usize).min(b_room / 3) } else { 0 };
+        let b_room = b_bars.saturating_sub(keeps);
+        let glide_min = if keeps > 0 { (s.glide_bars as usize).min(b_room / 3) } else { 0 };
         let max_bars = (s.overlap_bars as usize).min(a_last / 2).min(a_last.saturating_sub(earliest)).min(b_room - glide_min);
         (b_in, b_grid, b_start, b_bars, max_bars)
     };
@@ -388,7 +395,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
             s.min_steady_share * 100.0
         ));
     }
-    let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + b_keeps));
+    let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + keeps));
     let glide_end = (b_start + n - 1 + glide_bars * meter).min(b_grid.len() - 1);
     let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
     Plan {
@@ -608,6 +615,20 @@ mod tests {
         let p = plan_after(&skip_cut(&fast, 100.0, &s).unwrap(), &steady(126.0, 240.0), &s, 100.0);
         let next = *fast.downbeats.iter().find(|d| **d >= 100.0).unwrap();
         assert!((p.mode, (p.a_out_s - next).abs() < 1e-9) == (Mode::Beatmatched, true), "{:?} from {:.2} s", p.reason, p.a_out_s);
+    }
+
+    #[test]
+    fn a_short_track_counted_at_twice_its_tempo_keeps_its_own_bars_for_the_mix_out() {
+        // 30 s at 66 BPM into a 133 BPM A: B is counted at 132, so each of
+        // its bars is two on A's grid; B kept 5 of those (2.5 of its own)
+        // and had 1 bar left to mix out of, 3 needed.
+        let s = TransitionSettings::default();
+        let (a, b, c) = (steady(133.0, 240.0), steady(66.0, 33.0), steady(65.0, 240.0));
+        let into = plan_after(&a, &b, &s, 0.0);
+        assert_eq!((into.mode, into.b_tempo_multiple), (Mode::Beatmatched, 2.0), "{:?}", into.reason);
+        let out = plan_after(&b, &c, &s, b_after(&into) + 0.05);
+        assert_eq!(out.mode, Mode::Beatmatched, "{:?}", out.reason);
+        assert!(out.a_out_s >= b_after(&into));
     }
 
     #[test]
