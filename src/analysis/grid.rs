@@ -73,14 +73,6 @@ impl Grid {
     }
 }
 
-/// A beat's attack: where it starts (seconds) and by how much the
-/// envelope rises there (ln energy: 1 is 4.3 dB).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Attack {
-    pub at: f64,
-    pub rise: f32,
-}
-
 /// The attack nearest each tracked beat. The steepest rise of the fine
 /// log-energy envelope `env` (`Features::fine`) within ±35 ms finds it;
 /// its time is where the envelope crosses halfway (in dB) from the floor
@@ -90,7 +82,7 @@ pub struct Attack {
 /// shape (a click, a noise burst or a slowly swelling kick), where the
 /// steepest rise alone would put a soft attack a millisecond or two late.
 /// `None` where the envelope rises by less than 3 dB.
-pub fn attacks(env: &[i16], beats: &[f64]) -> Vec<Option<Attack>> {
+pub fn attacks(env: &[i16], beats: &[f64]) -> Vec<Option<f64>> {
     if env.len() < 8 {
         return vec![None; beats.len()];
     }
@@ -121,8 +113,7 @@ pub fn attacks(env: &[i16], beats: &[f64]) -> Vec<Option<Attack>> {
             let frac = if hi > lo { ((half - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
             // Fine frame k covers [k, k + 1) fine hops; the crossing between
             // frames k - 1 and k is the attack's first sample.
-            let at = ((k - 1) as f64 + frac as f64 + 0.5).max(0.0) / fps;
-            Some(Attack { at, rise: peak - floor })
+            Some(((k - 1) as f64 + frac as f64 + 0.5).max(0.0) / fps)
         })
         .collect()
 }
@@ -202,9 +193,8 @@ struct Line {
 /// out first. A run whose local fit still strays more than
 /// `STEADY_RMS_S` (RMS) from its line is not steady: its beats stay on
 /// their attacks, smoothed.
-pub fn fit(tracked: &[f64], found: &[Option<Attack>]) -> Grid {
+pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
     let n = tracked.len();
-    let attacks: Vec<Option<f64>> = found.iter().map(|a| a.map(|a| a.at)).collect();
     let raw: Vec<f64> = (0..n).map(|k| attacks[k].unwrap_or(tracked[k])).collect();
     let smooth = local_fit(&raw);
     // An attack far off the lines through its neighbours on both sides
@@ -272,7 +262,8 @@ pub fn fit(tracked: &[f64], found: &[Option<Attack>]) -> Grid {
     // neighbours) is split where the steady part of it ends: its longest
     // steady first and last stretches of `MIN_SPLIT` beats or more stand
     // on their own.
-    let is_steady = |i: usize, j: usize| sums.line(i, j).is_some_and(|l| j - i >= MIN_SECTION && (l.smooth_ssr / l.n).sqrt() <= STEADY_RMS_S);
+    let steady_line = |i: usize, j: usize| sums.line(i, j).filter(|l| j - i >= MIN_SECTION && (l.smooth_ssr / l.n).sqrt() <= STEADY_RMS_S);
+    let is_steady = |i: usize, j: usize| steady_line(i, j).is_some();
     let runs: Vec<(usize, usize)> = runs
         .into_iter()
         .flat_map(|(i, j)| {
@@ -285,10 +276,7 @@ pub fn fit(tracked: &[f64], found: &[Option<Attack>]) -> Grid {
             cuts.windows(2).filter(|w| w[1] > w[0]).map(|w| (w[0], w[1])).collect()
         })
         .collect();
-    let steady: Vec<Option<Line>> = runs
-        .iter()
-        .map(|&(i, j)| sums.line(i, j).filter(|l| j - i >= MIN_SECTION && (l.smooth_ssr / l.n).sqrt() <= STEADY_RMS_S))
-        .collect();
+    let steady: Vec<Option<Line>> = runs.iter().map(|&(i, j)| steady_line(i, j)).collect();
     // Each beat on its attack, or on the local fit where it has none.
     let on_attacks: Vec<f64> = (0..n).map(|k| points[k].unwrap_or(smooth[k])).collect();
     let curve = local_curve(&on_attacks);
