@@ -376,36 +376,25 @@ const MAX_GAP_S: f64 = 10.0;
 fn longest_part(active: &[bool], beats: &[f64], cues: (f64, f64)) -> (f64, f64) {
     let gap = (MAX_GAP_S * features::FPS) as usize;
     let (from, to) = (Features::frame_at(cues.0), Features::frame_at(cues.1).min(active.len()));
-    // Audible parts: (first frame, end frame).
+    // Audible parts: (first, last audible frame).
     let mut parts: Vec<(usize, usize)> = Vec::new();
-    let mut start = None;
-    let mut quiet = 0;
-    for (i, &on) in active.iter().enumerate().take(to).skip(from) {
-        match (on, start) {
-            (true, None) => start = Some(i),
-            (true, Some(_)) => quiet = 0,
-            (false, Some(s)) => {
-                quiet += 1;
-                if quiet > gap {
-                    parts.push((s, i - quiet + 1));
-                    start = None;
-                    quiet = 0;
-                }
+    let mut current: Option<(usize, usize)> = None;
+    for i in (from..to).filter(|&i| active[i]) {
+        current = match current {
+            Some((first, last)) if i - last <= gap => Some((first, i)),
+            Some(part) => {
+                parts.push(part);
+                Some((i, i))
             }
-            (false, None) => {}
-        }
-        if on {
-            quiet = 0;
-        }
+            None => Some((i, i)),
+        };
     }
-    if let Some(s) = start {
-        parts.push((s, to - quiet));
-    }
+    parts.extend(current);
     if parts.len() < 2 {
         return cues;
     }
     let (a, b) = parts.into_iter().max_by_key(|p| p.1 - p.0).map_or((from, to), |p| p);
-    let (t0, t1) = (Features::time(a), Features::time(b));
+    let (t0, t1) = (Features::time(a), Features::time(b + 1));
     let inside: Vec<f64> = beats.iter().copied().filter(|t| *t >= t0 - 0.05 && *t <= t1).collect();
     match (inside.first(), inside.last()) {
         (Some(x), Some(y)) if inside.len() >= 2 => (*x, *y),
@@ -468,6 +457,12 @@ mod tests {
     use super::*;
     use crate::synth::{render, Style, TrackSpec};
 
+    /// An A minor triad of sines at `level`, at `t` seconds: a sustained
+    /// chord, whose partials beat against each other.
+    fn chord(level: f32, t: f32) -> f32 {
+        level * [220.0f32, 261.6, 329.6].iter().map(|hz| (std::f32::consts::TAU * hz * t).sin()).sum::<f32>() / 3.0
+    }
+
     /// A synthetic track at `bpm` of `seconds` whose beats from 64 to
     /// 64 + `beats` are replaced by `fill` (time in seconds → sample),
     /// analysed; the downbeats off the track's bars (before and after that
@@ -517,8 +512,7 @@ mod tests {
     fn a_breakdown_without_drums_keeps_the_bars_counting() {
         // 16 bars of a quiet sustained chord: the tracker's beats lose
         // count there; the grid runs on from the bars before to those after.
-        let chord = |t: f32| 0.05 * [220.0f32, 261.6, 329.6].iter().map(|hz| (std::f32::consts::TAU * hz * t).sin()).sum::<f32>() / 3.0;
-        let (a, truth, wrong) = bars_around(124.0, 120.0, 64, chord);
+        let (a, truth, wrong) = bars_around(124.0, 120.0, 64, |t| chord(0.05, t));
         assert!(wrong.is_empty(), "downbeats off the bars: {wrong:?}");
         let on_grid = truth.iter().filter(|t| a.beats.iter().any(|x| (x - **t).abs() < 0.02)).count();
         assert!(on_grid + 2 >= truth.len(), "{on_grid} of {} beats", truth.len());
@@ -534,8 +528,7 @@ mod tests {
         // chord, so nothing before it was steady. Either way the bars
         // before the breakdown came out two beats off.
         for (bpm, level, bars) in [(97.0, 0.05f32, 8), (110.0, 0.3, 16), (124.0, 0.3, 16), (140.0, 0.3, 16)] {
-            let chord = move |t: f32| level * [220.0f32, 261.6, 329.6].iter().map(|hz| (std::f32::consts::TAU * hz * t).sin()).sum::<f32>() / 3.0;
-            let (a, truth, wrong) = bars_around(bpm, 150.0, bars * 4, chord);
+            let (a, truth, wrong) = bars_around(bpm, 150.0, bars * 4, |t| chord(level, t));
             assert!(wrong.is_empty(), "{bpm} BPM, {bars} bars at {level}: downbeats off the bars: {wrong:?}");
             let on_grid = truth.iter().filter(|t| a.beats.iter().any(|x| (x - **t).abs() < 0.02)).count();
             assert!(on_grid + 2 >= truth.len(), "{bpm} BPM, {bars} bars at {level}: {on_grid} of {} beats", truth.len());
@@ -548,12 +541,7 @@ mod tests {
         // envelope dips and rises regularly, which a grid could be fitted
         // to; there is no pulse to beatmatch or to order by.
         let rate = features::RATE as usize;
-        let mono: Vec<f32> = (0..60 * rate)
-            .map(|i| {
-                let t = i as f32 / rate as f32;
-                0.2 * [220.0f32, 261.6, 329.6, 392.0].iter().map(|hz| (std::f32::consts::TAU * hz * t).sin()).sum::<f32>() / 4.0
-            })
-            .collect();
+        let mono: Vec<f32> = (0..60 * rate).map(|i| chord(0.2, i as f32 / rate as f32)).collect();
         let a = analyze_mono(&mono, 60.0, -20.0, -10.0);
         assert!(a.steadiness() < 0.01, "steadiness {:.2} (confidence {:.3}): {:?}", a.steadiness(), a.beat_confidence, a.steady);
     }
