@@ -251,7 +251,7 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
 
 /// Everything after the feature pass.
 fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
-    let active = activity(&f);
+    let active = activity(&f, SILENCE_BELOW_MEDIAN);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     // The level a listener taps: of the periodicity and its octaves, the
     // one where kick and snare take turns beat by beat — leaving out a
@@ -290,7 +290,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         (Some(a), Some(b)) => (*a, *b),
         _ => first_last_active(&active),
     };
-    let (cue_in_s, cue_out_s) = longest_part(&active, &beats, (cue_in_s, cue_out_s));
+    let (cue_in_s, cue_out_s) = longest_part(&activity(&f, GAP_BELOW_MEDIAN), &beats, (cue_in_s, cue_out_s));
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let phrase_offset = structure::phrase_offset(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
@@ -348,14 +348,14 @@ fn extend_into_music(f: &Features, beats: &mut Vec<f64>) {
 
 /// Which frames are audible: energy above -40 dB relative to the median of
 /// the non-silent frames.
-fn activity(f: &Features) -> Vec<bool> {
+fn activity(f: &Features, below_median: f32) -> Vec<bool> {
     let mut loud: Vec<f32> = f.energy.iter().copied().filter(|e| *e > 1e-10).collect();
     if loud.is_empty() {
         return vec![false; f.energy.len()];
     }
     let mid = loud.len() / 2;
     let median = *loud.select_nth_unstable_by(mid, f32::total_cmp).1;
-    let threshold = median * SILENCE_BELOW_MEDIAN;
+    let threshold = median * below_median;
     f.energy.iter().map(|e| *e > threshold).collect()
 }
 
@@ -369,6 +369,10 @@ fn first_last_active(active: &[bool]) -> (f64, f64) {
 /// track after minutes of silence, a gap between movements. On air it
 /// would be dead air.
 const MAX_GAP_S: f64 = 10.0;
+/// ...silence there being 60 dB below the median frame (digital silence,
+/// tape hiss): a long pianissimo, 40 dB down in a wide orchestral
+/// recording, is music.
+const GAP_BELOW_MEDIAN: f32 = 1e-6;
 
 /// The cue points `cues` narrowed to the longest part of the track between
 /// silences longer than `MAX_GAP_S`: its first and last beat (its first
@@ -574,5 +578,11 @@ mod tests {
         let pcm: Vec<f32> = [&song, &silence[..5 * rate].to_vec(), &hidden].iter().flat_map(|p| p.iter().copied()).collect();
         let a = analyze_mono(&pcm, pcm.len() as f64 / rate as f64, -10.0, -1.0);
         assert!(a.cue_in_s < 2.0 && a.cue_out_s > 83.0, "cues {:.1}..{:.1} s", a.cue_in_s, a.cue_out_s);
+        // Nor do 15 s of music 54 dB down (a pianissimo; parted with the
+        // station's 40 dB silence threshold).
+        let quiet: Vec<f32> = song[..15 * rate].iter().map(|x| x * 0.002).collect();
+        let pcm: Vec<f32> = [&song, &quiet, &hidden].iter().flat_map(|p| p.iter().copied()).collect();
+        let a = analyze_mono(&pcm, pcm.len() as f64 / rate as f64, -10.0, -1.0);
+        assert!(a.cue_in_s < 2.0 && a.cue_out_s > 93.0, "cues {:.1}..{:.1} s", a.cue_in_s, a.cue_out_s);
     }
 }
