@@ -346,8 +346,9 @@ fn extend_into_music(f: &Features, beats: &mut Vec<f64>) {
     }
 }
 
-/// Which frames are audible: energy above -40 dB relative to the median of
-/// the non-silent frames.
+/// Which frames are audible: energy above `below_median` times the median
+/// of the non-silent frames (`SILENCE_BELOW_MEDIAN`, -40 dB, for the
+/// music's extent; `GAP_BELOW_MEDIAN`, -60 dB, for gaps that part it).
 fn activity(f: &Features, below_median: f32) -> Vec<bool> {
     let mut loud: Vec<f32> = f.energy.iter().copied().filter(|e| *e > 1e-10).collect();
     if loud.is_empty() {

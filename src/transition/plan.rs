@@ -231,15 +231,15 @@ pub fn skip_cut(a: &Analysis, now_s: f64, s: &TransitionSettings) -> Option<Anal
     let next = a.downbeats.iter().position(|d| *d >= now_s)?;
     let setting = s.overlap_bars as usize;
     let fewest = min_overlap_bars(a.bpm, a.meter.max(1) as usize);
-    let (i, pre, bars) = [setting, 8, 4, 3, 2].into_iter().filter(|&bars| bars >= fewest && bars <= setting).find_map(|bars| {
+    let (pre, bars) = [setting, 8, 4, 3, 2].into_iter().filter(|&bars| bars >= fewest && bars <= setting).find_map(|bars| {
         let phrase = if bars >= PHRASE_BARS { PHRASE_BARS } else { 4 };
         let pre = bars.div_ceil(phrase) * phrase;
         let fits = next >= pre && next + bars < a.downbeats.len() && a.downbeats[next + bars] <= a.cue_out_s + 1e-3;
-        fits.then_some((next, pre, bars))
+        fits.then_some((pre, bars))
     })?;
     Some(Analysis {
-        cue_out_s: a.downbeats[i + bars],
-        downbeats: a.downbeats[i - pre..=i + bars].to_vec(),
+        cue_out_s: a.downbeats[next + bars],
+        downbeats: a.downbeats[next - pre..=next + bars].to_vec(),
         // Phrases are counted from the first downbeat given.
         phrase_offset: None,
         ..a.clone()
@@ -614,7 +614,8 @@ mod tests {
         assert!(skip_cut(&fast, fast.cue_out_s - 7.0, &s).is_none());
         let p = plan_after(&skip_cut(&fast, 100.0, &s).unwrap(), &steady(126.0, 240.0), &s, 100.0);
         let next = *fast.downbeats.iter().find(|d| **d >= 100.0).unwrap();
-        assert!((p.mode, (p.a_out_s - next).abs() < 1e-9) == (Mode::Beatmatched, true), "{:?} from {:.2} s", p.reason, p.a_out_s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!((p.a_out_s - next).abs() < 1e-9, "overlap from {:.2} s, next downbeat {next:.2} s", p.a_out_s);
     }
 
     #[test]
