@@ -165,8 +165,12 @@ fn probe(path: &Path) -> Result<symphonia::core::probe::ProbeResult, AudioError>
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
+    // Gapless: the encoder's delay and padding (an MP3's LAME header) are
+    // not audio. Left in, an MP3's every beat sits some 50 ms late against
+    // its source, and the track leads in and ends on silence of its own.
+    let options = FormatOptions { enable_gapless: true, ..Default::default() };
     symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(&hint, mss, &options, &MetadataOptions::default())
         .map_err(|e| AudioError::Unsupported(e.to_string()))
 }
 
