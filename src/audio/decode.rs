@@ -346,3 +346,29 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tests/data/clicks_lame.mp3`: LAME (through ffmpeg) at 64 kbit/s of
+    /// 1 kHz clicks at 0.5, 1.0 and 1.5 s, 44.1 kHz mono, 2 s long. Its
+    /// header says how much of the start is the encoder's delay.
+    #[test]
+    fn an_mp3s_encoder_delay_is_not_part_of_the_track() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clicks_lame.mp3");
+        let mut d = Decoder::open(&path).unwrap();
+        let rate = d.sample_rate().0 as f64;
+        let mut left = Vec::new();
+        while let Some(block) = d.next_block().unwrap() {
+            left.extend(block.iter().step_by(2).copied());
+        }
+        let first = left.iter().position(|v| v.abs() > 0.1).unwrap() as f64 / rate;
+        // The click's first loud sample comes within its first cycle.
+        assert!((0.5..0.5015).contains(&first), "the first click starts at {first:.4} s, not 0.5");
+        // Nor is the padding at the end: 2 s, to within an MP3 frame's
+        // worth of rounding in the header.
+        let seconds = left.len() as f64 / rate;
+        assert!((seconds - 2.0).abs() < 0.002, "{seconds:.4} s decoded of 2");
+    }
+}
