@@ -25,6 +25,12 @@ use super::{mean_sd, standardise};
 /// real music's 0.01 and up. It counts fully from three times this.
 const HARMONY_RIPPLE: f64 = 0.003;
 
+/// Compression of the beat chroma, ln(1 + λ·x), with λ this over the
+/// track's level (`Features::level`): close to a plain log. (Over evaldev
+/// and six copies of it cut 0.9–5.1 s later, the downbeat F is 0.575 at
+/// 100, 0.604 at 1000, 0.611 at 2000.)
+const CHROMA_LAMBDA: f64 = 1000.0;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bars {
     /// Beats per bar (4, or 3 where clearly so).
@@ -54,6 +60,7 @@ fn low_accents(f: &Features, beats: &[f64]) -> Vec<f64> {
 /// between the (log-compressed) chroma of the beat before it and the beat
 /// it starts. Chords and bass notes change on the one.
 fn harmonic_changes(f: &Features, beats: &[f64]) -> Vec<f64> {
+    let lambda = CHROMA_LAMBDA / (f.level as f64).max(1e-5);
     let chroma: Vec<[f64; 12]> = beats
         .windows(2)
         .map(|w| {
@@ -65,7 +72,7 @@ fn harmonic_changes(f: &Features, beats: &[f64]) -> Vec<f64> {
                 }
             }
             let n = b.saturating_sub(a).max(1) as f64;
-            c = c.map(|x| (1.0 + 100.0 * x / n).ln());
+            c = c.map(|x| (1.0 + lambda * x / n).ln());
             let norm = c.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
             c.map(|x| x / norm)
         })

@@ -20,8 +20,9 @@ pub const HOP: usize = 256;
 /// Feature frames per second.
 pub const FPS: f64 = RATE as f64 / HOP as f64;
 
-/// Compression constant of the log magnitude.
-const LAMBDA: f32 = 1.0;
+/// Compression of the band magnitudes, ln(1 + λ·x), with λ this over the
+/// track's level (`Features::level`).
+const LAMBDA: f32 = 70.0;
 /// Low band for kick/bass onsets and bass energy.
 const LOW_HZ: f32 = 150.0;
 /// The mid band of the band-wise onsets.
@@ -59,6 +60,10 @@ pub struct Features {
     /// Chroma per frame: spectral magnitude from `CHROMA_HZ` folded onto
     /// the 12 pitch classes (C = 0): where the harmony changes.
     pub chroma: Vec<[f32; 12]>,
+    /// The track's level: the 90th percentile over frames of the summed
+    /// band magnitudes. Log compressions scale with it, so the features
+    /// of a track do not depend on how loud it was mastered.
+    pub level: f32,
 }
 
 impl Features {
@@ -84,6 +89,22 @@ impl Features {
         v[a..b].iter().map(|x| *x as f64).sum::<f64>() / (b - a) as f64
     }
 }
+
+/// Which onset band a third-octave band adds to.
+#[derive(Debug, Clone, Copy)]
+enum BandKind {
+    Low,
+    Mid,
+    High,
+    Other,
+}
+
+/// `Features::level` is this quantile of the frames' summed band
+/// magnitudes: the level of the track's louder passages.
+const LEVEL_QUANTILE: f64 = 0.9;
+/// The level below which a track counts as silence (summed magnitudes of
+/// a full-scale sine are about 0.5): the compression stops scaling there.
+const MIN_LEVEL: f32 = 1e-5;
 
 /// Band edges in FFT bins: third-octave bands from 30 Hz to 10 kHz.
 fn bands() -> Vec<(usize, usize)> {
@@ -138,8 +159,12 @@ pub struct Extractor {
     spectrum: Vec<realfft::num_complex::Complex<f32>>,
     scratch: Vec<realfft::num_complex::Complex<f32>>,
     mag: Vec<f32>,
-    prev_bands: Vec<f32>,
-    cur_bands: Vec<f32>,
+    /// Which of the onset bands each band counts in.
+    band_kinds: Vec<BandKind>,
+    /// ln of each band's magnitude per frame (× `FINE_SCALE`), band by
+    /// band within a frame: the onsets are computed from them at the end,
+    /// once the track's level is known.
+    band_ln: Vec<i16>,
     /// Sum of squares of the fine envelope's current chunk, and its length.
     fine_acc: (f32, usize),
     /// Energy averaged over the last ~10 ms (one-pole), per fine frame.
@@ -179,8 +204,23 @@ impl Extractor {
             window,
             low_bin: (LOW_HZ / bin_hz).ceil() as usize,
             bright_bin: (2_000.0 / bin_hz) as usize,
-            prev_bands: vec![0.0; bands.len()],
-            cur_bands: vec![0.0; bands.len()],
+            band_kinds: bands
+                .iter()
+                .map(|&(lo, hi)| {
+                    let centre = 0.5 * (lo + hi) as f32 * bin_hz;
+                    let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
+                    if hi <= low_bin + 1 {
+                        BandKind::Low
+                    } else if (MID_HZ.0..MID_HZ.1).contains(&centre) {
+                        BandKind::Mid
+                    } else if centre >= HIGH_HZ {
+                        BandKind::High
+                    } else {
+                        BandKind::Other
+                    }
+                })
+                .collect(),
+            band_ln: Vec::new(),
             bands,
             buf: Vec::with_capacity(N_FFT * 4),
             buf_start: 0,
@@ -206,6 +246,8 @@ impl Extractor {
             v.reserve_exact(frames.saturating_sub(v.len()));
         }
         f.chroma.reserve_exact(frames.saturating_sub(f.chroma.len()));
+        let bands = frames * self.bands.len();
+        self.band_ln.reserve_exact(bands.saturating_sub(self.band_ln.len()));
         f.fine.reserve_exact(fine.saturating_sub(f.fine.len()));
     }
 
@@ -267,7 +309,46 @@ impl Extractor {
             self.pitch_frame();
         }
         self.f.pitch = self.pitch.histogram.to_vec();
+        self.onsets();
         self.f
+    }
+
+    /// The onset strengths from the stored band magnitudes, compressed
+    /// relative to the track's level.
+    fn onsets(&mut self) {
+        let n = self.bands.len();
+        let magnitude = |q: i16| (q as f32 / FINE_SCALE).exp();
+        let mut totals: Vec<f32> = self.band_ln.chunks_exact(n).map(|b| b.iter().map(|q| magnitude(*q)).sum()).collect();
+        let level = if totals.is_empty() {
+            0.0
+        } else {
+            let k = ((totals.len() as f64 * LEVEL_QUANTILE) as usize).min(totals.len() - 1);
+            *totals.select_nth_unstable_by(k, f32::total_cmp).1
+        };
+        let f = &mut self.f;
+        f.level = level;
+        let lambda = LAMBDA / level.max(MIN_LEVEL);
+        let mut prev = vec![0.0f32; n];
+        for frame in self.band_ln.chunks_exact(n) {
+            let (mut flux, mut low, mut mid, mut high) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+            for ((q, p), kind) in frame.iter().zip(prev.iter_mut()).zip(&self.band_kinds) {
+                let c = (1.0 + lambda * magnitude(*q)).ln();
+                let d = (c - *p).max(0.0);
+                *p = c;
+                flux += d;
+                match kind {
+                    BandKind::Low => low += d,
+                    BandKind::Mid => mid += d,
+                    BandKind::High => high += d,
+                    BandKind::Other => {}
+                }
+            }
+            f.onset.push(flux);
+            f.low_onset.push(low);
+            f.mid_onset.push(mid);
+            f.high_onset.push(high);
+        }
+        self.band_ln = Vec::new();
     }
 
     /// Adds pitch frame `next_pitch`, centred on sample `next_pitch * pitch::HOP`.
@@ -319,24 +400,11 @@ impl Extractor {
                 bright += p;
             }
         }
-        let mut flux = 0.0f32;
-        let (mut low_flux, mut mid_flux, mut high_flux) = (0.0f32, 0.0f32, 0.0f32);
-        let bin_hz = RATE as f32 / N_FFT as f32;
-        for (k, &(lo, hi)) in self.bands.iter().enumerate() {
+        for &(lo, hi) in &self.bands {
             let s: f32 = mag[lo..hi.min(mag.len())].iter().sum();
-            self.cur_bands[k] = (1.0 + LAMBDA * s * 100.0).ln();
-            let d = (self.cur_bands[k] - self.prev_bands[k]).max(0.0);
-            flux += d;
-            let centre = 0.5 * (lo + hi) as f32 * bin_hz;
-            if hi <= low_bin + 1 {
-                low_flux += d;
-            } else if (MID_HZ.0..MID_HZ.1).contains(&centre) {
-                mid_flux += d;
-            } else if centre >= HIGH_HZ {
-                high_flux += d;
-            }
+            let ln = (MIN_LEVEL * 1e-6 + s).ln() * FINE_SCALE;
+            self.band_ln.push(ln.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16);
         }
-        std::mem::swap(&mut self.prev_bands, &mut self.cur_bands);
         let mut chroma = [0.0f32; 12];
         // Tonal peaks only (a bin above both neighbours): the drums'
         // broadband noise spreads over every pitch class otherwise.
@@ -348,10 +416,6 @@ impl Extractor {
         }
         let f = &mut self.f;
         f.chroma.push(chroma);
-        f.onset.push(flux);
-        f.low_onset.push(low_flux);
-        f.mid_onset.push(mid_flux);
-        f.high_onset.push(high_flux);
         f.energy.push(sum_sq / N_FFT as f32);
         f.low_energy.push(low);
         f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });
