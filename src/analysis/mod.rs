@@ -259,13 +259,17 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let levels: Vec<(f64, f64, f64)> = tempo::octaves(tempo.bpm)
         .map(|bpm| {
             let beats = beats::track(&f.onset, bpm, &active, beats::LOOSE);
-            (tempo::level_score(bpm, tempo::alternation(&f, &beats)[0]), bpm, tempo::evenness(&f.onset, &beats))
+            let evenness = tempo::evenness(&f.onset, &beats);
+            (tempo::level_score(bpm, tempo::alternation(&f, &beats)[0], evenness), bpm, evenness)
         })
         .collect();
-    let most_even = levels.iter().map(|l| l.2).fold(0.0, f64::max).min(tempo::MIN_EVENNESS);
+    // Uneven levels are out, unless none is even: then those clearly less
+    // even than the most even one.
+    let most_even = levels.iter().map(|l| l.2).fold(0.0, f64::max);
+    let even_enough = (most_even - tempo::EVEN_MARGIN).min(tempo::MIN_EVENNESS);
     let level = levels
         .iter()
-        .filter(|l| l.2 >= most_even)
+        .filter(|l| l.2 >= even_enough)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(tempo.bpm, |l| l.1);
     // The beats themselves, against a period that follows the music's

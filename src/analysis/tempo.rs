@@ -275,6 +275,11 @@ pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
 /// them is a good third longer than the one before it.
 pub const MIN_EVENNESS: f64 = 0.75;
 
+/// Where no level is even (`MIN_EVENNESS`), the levels within this of the
+/// most even one are kept: a hard line at 0.75 sent a rock clip with
+/// beats at 0.74 and eighths at 0.76 to its eighths.
+pub const EVEN_MARGIN: f64 = 0.05;
+
 /// How evenly the strongest onsets near `beats` (within 0.4 of a beat
 /// either side) follow one another, their intervals taken alternately:
 /// the total of the odd intervals against the even ones, the smaller over
@@ -329,11 +334,16 @@ pub fn octaves(bpm: f64) -> impl Iterator<Item = f64> {
 /// How likely `bpm` is the level listeners tap, given how strongly kick and
 /// snare alternate beat by beat at it (`alternation(..)[0]`): in rock, pop,
 /// hip-hop and disco alike the backbeat alternates at the tactus, however
-/// busy the hi-hats are.
-pub fn level_score(bpm: f64, alternation: f64) -> f64 {
+/// busy the hi-hats are; and how evenly the onsets follow its beats
+/// (`evenness`): at half the tactus a tracker's beats fall on the music's
+/// strongest hits less evenly. (Over evaldev and six copies cut 0.9–5.1 s
+/// later, evenness at 0.5 put 2 more of the 210 at the annotated tempo,
+/// and the same at 1.0.)
+pub fn level_score(bpm: f64, alternation: f64, evenness: f64) -> f64 {
     let z = (bpm / TAP_PRIOR_BPM).log2() / TAP_PRIOR_OCTAVES;
-    alternation - TAP_PRIOR_WEIGHT * 0.5 * z * z
+    alternation + EVENNESS_WEIGHT * evenness - TAP_PRIOR_WEIGHT * 0.5 * z * z
 }
+const EVENNESS_WEIGHT: f64 = 0.5;
 
 #[cfg(test)]
 mod tests {
