@@ -139,6 +139,11 @@ enum Command {
         /// holding audio/ and annotations/.
         #[arg(long, value_name = "DIR")]
         annotations: Option<PathBuf>,
+        /// Also score each clip cut 0.9, 1.7, 2.4, 3.0, 3.7 and 5.1 s later,
+        /// and print the means over all seven starts: a clip's figures
+        /// swing with where it starts.
+        #[arg(long)]
+        cuts: bool,
         /// One JSON object per file, then a summary object.
         #[arg(long)]
         json: bool,
@@ -313,8 +318,8 @@ fn run() -> anyhow::Result<()> {
             let options = nonstop::loadtest::Options { url, listeners, ramp_per_s: ramp, seconds, pid, kbps };
             return commands::loadtest(&options, churn, json);
         }
-        Some(Command::Eval { annotations, json, paths }) => {
-            return exit_if_none_ok(commands::eval(annotations.as_deref(), &paths, json)?)
+        Some(Command::Eval { annotations, cuts, json, paths }) => {
+            return exit_if_none_ok(commands::eval(annotations.as_deref(), &paths, cuts, json)?)
         }
     };
     let mut config = load_config(&args.common)?;
