@@ -713,8 +713,14 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let (sparse, dense) = if b_denser { (&ta, &tb) } else { (&tb, &ta) };
             let sign = if b_denser { -1.0 } else { 1.0 };
             let beat = 60.0 / a.bpm.min(b.bpm);
+            // Only where the denser train runs: past its first or last
+            // click (a clip's annotations can stop before its audio does)
+            // a click has nothing to be on or off.
+            let dense_beat = 60.0 / a.bpm.max(b.bpm);
+            let span = dense.first().zip(dense.last()).map_or(0.0..=0.0, |(f, l)| f - 0.5 * dense_beat..=l + 0.5 * dense_beat);
             let mut signed: Vec<f64> = sparse
                 .iter()
+                .filter(|t| span.contains(t))
                 .filter_map(|t| dense.iter().map(|x| sign * (t - x) * 1000.0).min_by(|x, y| x.abs().total_cmp(&y.abs())))
                 .filter(|e| e.abs() <= beat * 500.0)
                 .collect();
