@@ -135,9 +135,9 @@ pub fn compute(mono: &[f32]) -> Features {
 
 /// The feature pass as a stream: mono samples at `RATE` in, any block
 /// size, features out at the end. Only the last FFT window of audio is kept,
-/// so memory grows with the features (about 10.5 KB per second of audio:
-/// 4 KB of fine envelope, 6.5 KB of frame features and chroma), not with
-/// the audio (88 KB per second). Sized up front where the length is known
+/// so memory grows with the features (about 14.5 KB per second of audio:
+/// 4 KB of fine envelope, 4 KB of band magnitudes, 6.5 KB of frame
+/// features and chroma), not with the audio (88 KB per second). Sized up front where the length is known
 /// (`reserve_seconds`).
 pub struct Extractor {
     fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,

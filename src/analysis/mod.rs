@@ -106,8 +106,8 @@ pub struct FileAnalysis {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnalysisLimits {
     /// Longer files are refused (analysis memory grows with the length,
-    /// about 17 KB per second measured: the features and the tracker's
-    /// per-frame arrays; 86 MB peak for an hour). Default: `3600.0` (an
+    /// about 13 KB per second measured: the features and the tracker's
+    /// per-frame arrays; 71 MB peak for an hour). Default: `3600.0` (an
     /// hour).
     pub max_seconds: f64,
 }
@@ -162,7 +162,7 @@ pub fn analyze_pcm(stereo: &[f32], rate: SampleRate) -> Result<Analysis, AudioEr
 /// Stereo blocks in: loudness measured on the original, and a mono copy at
 /// the analysis rate, downmixed block by block and streamed through the
 /// feature pass, so no copy of the audio is ever kept whole: memory grows
-/// with the features (about 10.5 KB per second), not with the audio.
+/// with the features (about 14.5 KB per second), not with the audio.
 struct Input {
     rate: SampleRate,
     meter: Loudness,
