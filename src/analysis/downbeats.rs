@@ -16,7 +16,6 @@
 //! between 1 and 3 about as often as the kick band; together they agree
 //! with the annotations on more clips than either.
 
-use super::beats::ONSET_LAG_S;
 use super::features::Features;
 use super::{mean_sd, standardise};
 
@@ -44,14 +43,7 @@ pub struct Bars {
 
 /// The standardised kick-band accent of each beat.
 fn low_accents(f: &Features, beats: &[f64]) -> Vec<f64> {
-    let mut low: Vec<f64> = beats
-        .iter()
-        .map(|&t| {
-            // Beats are attack times; the onset function peaks a little before.
-            let c = Features::frame_at((t - ONSET_LAG_S).max(0.0));
-            (c.saturating_sub(2)..(c + 3).min(f.low_onset.len())).map(|i| f.low_onset[i] as f64).fold(0.0, f64::max)
-        })
-        .collect();
+    let mut low: Vec<f64> = beats.iter().map(|&t| Features::accent(&f.low_onset, t)).collect();
     standardise(&mut low);
     low
 }

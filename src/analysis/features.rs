@@ -79,6 +79,14 @@ impl Features {
         (t * FPS).round().max(0.0) as usize
     }
 
+    /// A beat's accent in one band's onsets (`onset`, `low_onset`, ...):
+    /// the strongest onset within two frames of the beat. Beats are attack
+    /// times; the onset function peaks a little before them.
+    pub fn accent(band: &[f32], beat: f64) -> f64 {
+        let c = Self::frame_at((beat - super::beats::ONSET_LAG_S).max(0.0));
+        (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
+    }
+
     /// The mean of the per-frame feature `v` from `from` to `to` seconds
     /// (0 over an empty span).
     pub fn mean_over(v: &[f32], from: f64, to: f64) -> f64 {

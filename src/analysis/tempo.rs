@@ -241,13 +241,8 @@ fn variation(v: &[f64]) -> f64 {
 /// the spectrum of (low − mid) accents at those periods, normalised.
 pub fn alternation(f: &super::features::Features, beats: &[f64]) -> [f64; 3] {
     use super::features::Features;
-    let lag = super::beats::ONSET_LAG_S;
-    let accent = |band: &[f32], t: f64| {
-        let c = Features::frame_at((t - lag).max(0.0));
-        (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
-    };
-    let mut low: Vec<f64> = beats.iter().map(|&t| accent(&f.low_onset, t)).collect();
-    let mut mid: Vec<f64> = beats.iter().map(|&t| accent(&f.mid_onset, t)).collect();
+    let mut low: Vec<f64> = beats.iter().map(|&t| Features::accent(&f.low_onset, t)).collect();
+    let mut mid: Vec<f64> = beats.iter().map(|&t| Features::accent(&f.mid_onset, t)).collect();
     // Accents that hardly vary have no pattern to tell: a click track's
     // vary by a few per cent with where each click falls between analysis
     // frames, and that ripple repeats every few beats like a pattern would.
