@@ -6,8 +6,11 @@
 //! Onset strength is a log-compressed, band-wise spectral flux
 //! (Böck & Widmer's "log filtered spectral flux"): magnitudes are summed
 //! into third-octave bands, compressed with ln(1 + λ·x), and the positive
-//! frame-to-frame differences are summed over bands. Frames are centred
-//! (frame n is centred on sample n·HOP).
+//! frame-to-frame differences are summed over bands. λ scales inversely
+//! with the track's level, so the onsets of a track mastered 12 dB quieter
+//! are the same; the band magnitudes are therefore kept (16-bit logs) and
+//! the onsets computed once the whole track has been seen. Frames are
+//! centred (frame n is centred on sample n·HOP).
 
 use realfft::RealFftPlanner;
 
@@ -145,8 +148,8 @@ pub fn compute(mono: &[f32]) -> Features {
 /// size, features out at the end. Only the last FFT window of audio is kept,
 /// so memory grows with the features (about 14.5 KB per second of audio:
 /// 4 KB of fine envelope, 4 KB of band magnitudes, 6.5 KB of frame
-/// features and chroma), not with the audio (88 KB per second). Sized up front where the length is known
-/// (`reserve_seconds`).
+/// features and chroma), not with the audio (88 KB per second). Sized up
+/// front where the length is known (`reserve_seconds`).
 pub struct Extractor {
     fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
     window: Vec<f32>,
@@ -198,6 +201,7 @@ impl Extractor {
             .collect();
         let bands = bands();
         let bin_hz = RATE as f32 / N_FFT as f32;
+        let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
         let chroma_from = (CHROMA_HZ.0 / bin_hz).ceil() as usize;
         let chroma_bins = (chroma_from..=(CHROMA_HZ.1 / bin_hz) as usize)
             .map(|b| ((12.0 * (b as f32 * bin_hz / 440.0).log2()).round() as i32 + 9).rem_euclid(12) as u8)
@@ -210,13 +214,12 @@ impl Extractor {
             scratch: fft.make_scratch_vec(),
             fft,
             window,
-            low_bin: (LOW_HZ / bin_hz).ceil() as usize,
+            low_bin,
             bright_bin: (2_000.0 / bin_hz) as usize,
             band_kinds: bands
                 .iter()
                 .map(|&(lo, hi)| {
                     let centre = 0.5 * (lo + hi) as f32 * bin_hz;
-                    let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
                     if hi <= low_bin + 1 {
                         BandKind::Low
                     } else if (MID_HZ.0..MID_HZ.1).contains(&centre) {
@@ -410,6 +413,7 @@ impl Extractor {
         }
         for &(lo, hi) in &self.bands {
             let s: f32 = mag[lo..hi.min(mag.len())].iter().sum();
+            // Floored far under any level that counts (digital silence).
             let ln = (MIN_LEVEL * 1e-6 + s).ln() * FINE_SCALE;
             self.band_ln.push(ln.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16);
         }
