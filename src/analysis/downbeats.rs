@@ -156,7 +156,7 @@ mod tests {
         let beats: Vec<f64> = (0..64).map(|k| 0.02 + 0.5 * k as f64).collect();
         let mut low_onset = vec![0.0f32; Features::frame_at(33.0)];
         for t in beats.iter().skip(2).step_by(4) {
-            low_onset[Features::frame_at(t - super::super::beats::ONSET_LAG_S)] = 1.0;
+            low_onset[Features::frame_at(t - crate::analysis::beats::ONSET_LAG_S)] = 1.0;
         }
         low_onset[0] = 20.0;
         let f = Features { low_onset, ..Features::default() };

@@ -251,7 +251,8 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
 
 /// Everything after the feature pass.
 fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
-    let active = activity(&f, SILENCE_BELOW_MEDIAN);
+    let median = median_energy(&f);
+    let active = activity(&f, median, SILENCE_BELOW_MEDIAN);
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     // The level a listener taps: of the periodicity and its octaves, the
     // one where kick and snare take turns beat by beat — leaving out a
@@ -295,7 +296,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         (Some(a), Some(b)) => (*a, *b),
         _ => first_last_active(&active),
     };
-    let (cue_in_s, cue_out_s) = longest_part(&activity(&f, GAP_BELOW_MEDIAN), &beats, (cue_in_s, cue_out_s));
+    let (cue_in_s, cue_out_s) = longest_part(&activity(&f, median, GAP_BELOW_MEDIAN), &beats, (cue_in_s, cue_out_s));
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let phrase_offset = structure::phrase_offset(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
@@ -377,16 +378,24 @@ fn extend_into_music(f: &Features, beats: &mut Vec<f64>) {
     }
 }
 
-/// Which frames are audible: energy above `below_median` times the median
-/// of the non-silent frames (`SILENCE_BELOW_MEDIAN`, -40 dB, for the
-/// music's extent; `GAP_BELOW_MEDIAN`, -60 dB, for gaps that part it).
-fn activity(f: &Features, below_median: f32) -> Vec<bool> {
+/// The median energy of the non-silent frames; `None` if all are silent.
+fn median_energy(f: &Features) -> Option<f32> {
     let mut loud: Vec<f32> = f.energy.iter().copied().filter(|e| *e > 1e-10).collect();
     if loud.is_empty() {
-        return vec![false; f.energy.len()];
+        return None;
     }
     let mid = loud.len() / 2;
-    let median = *loud.select_nth_unstable_by(mid, f32::total_cmp).1;
+    Some(*loud.select_nth_unstable_by(mid, f32::total_cmp).1)
+}
+
+/// Which frames are audible: energy above `below_median` times the median
+/// of the non-silent frames (`median_energy`; `SILENCE_BELOW_MEDIAN`,
+/// -40 dB, for the music's extent; `GAP_BELOW_MEDIAN`, -60 dB, for gaps
+/// that part it).
+fn activity(f: &Features, median: Option<f32>, below_median: f32) -> Vec<bool> {
+    let Some(median) = median else {
+        return vec![false; f.energy.len()];
+    };
     let threshold = median * below_median;
     f.energy.iter().map(|e| *e > threshold).collect()
 }

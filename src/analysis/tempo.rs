@@ -318,6 +318,8 @@ const TAP_RANGE: (f64, f64) = (55.0, 200.0);
 const TAP_PRIOR_BPM: f64 = 115.0;
 const TAP_PRIOR_OCTAVES: f64 = 0.75;
 const TAP_PRIOR_WEIGHT: f64 = 0.3;
+/// Weight of a level's evenness in its score (`level_score`).
+const EVENNESS_WEIGHT: f64 = 0.5;
 
 /// `bpm` and its octaves within the tapping range (`bpm` itself always).
 pub fn octaves(bpm: f64) -> impl Iterator<Item = f64> {
@@ -338,7 +340,6 @@ pub fn level_score(bpm: f64, alternation: f64, evenness: f64) -> f64 {
     let z = (bpm / TAP_PRIOR_BPM).log2() / TAP_PRIOR_OCTAVES;
     alternation + EVENNESS_WEIGHT * evenness - TAP_PRIOR_WEIGHT * 0.5 * z * z
 }
-const EVENNESS_WEIGHT: f64 = 0.5;
 
 #[cfg(test)]
 mod tests {
