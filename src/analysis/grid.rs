@@ -10,7 +10,7 @@
 //! A line through n attacks each found to within ±1 ms is placed to well
 //! under a millisecond: a regular click track comes out regular.
 
-use super::features::{FINE_HOP, FINE_SCALE, RATE};
+use super::features::{Features, FINE_HOP, FINE_SCALE, RATE};
 
 /// Search radius for a beat's attack around the tracked beat, seconds.
 const ATTACK_RADIUS_S: f64 = 0.025;
@@ -193,7 +193,7 @@ struct Line {
 /// out first. A run whose local fit still strays more than
 /// `STEADY_RMS_S` (RMS) from its line is not steady: its beats stay on
 /// their attacks, smoothed.
-pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
+pub fn fit(tracked: &[f64], attacks: &[Option<f64>], onset: &[f32]) -> Grid {
     let n = tracked.len();
     let raw: Vec<f64> = (0..n).map(|k| attacks[k].unwrap_or(tracked[k])).collect();
     let smooth = local_fit(&raw);
@@ -314,7 +314,7 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
             beats[k] = beats[k - 1] + 1e-3;
         }
     }
-    let (beats, sections) = bridge(&beats, &sections);
+    let (beats, sections) = bridge(&beats, &sections, onset);
     Grid { beats, sections }
 }
 
@@ -322,6 +322,9 @@ pub fn fit(tracked: &[f64], attacks: &[Option<f64>]) -> Grid {
 const BRIDGE_TEMPO: f64 = 0.01;
 /// ...if the line of one meets the other within this share of a beat.
 const BRIDGE_PHASE: f64 = 0.2;
+/// ...unless the tracked beats between them are on onsets at least this
+/// share of the sections' own (and stronger than the line's).
+const BRIDGE_PULSE: f64 = 0.5;
 /// Most sections a bridge crosses (a breakdown's inner runs; it bounds
 /// the pairs tried on an hour-long mix of many sections).
 const MAX_BRIDGED: usize = 16;
@@ -335,10 +338,15 @@ const MAX_BRIDGED: usize = 16;
 /// beat against each other and make regular dips and rises the tracker
 /// follows at some other rate. Those go where a longer pair on both sides
 /// meets; the longest pairs are joined first. The stretch's tracked beats
-/// stay where they are as many as the grid's and within a fifth of a beat
-/// of it (a band's own breathing). Sections are returned with their
-/// indices into the new beats.
-fn bridge(beats: &[f64], sections: &[(usize, usize, f64)]) -> (Vec<f64>, Vec<(usize, usize, f64)>) {
+/// stay where they are as many as the grid's and either within a fifth of
+/// a beat of it (a band's own breathing) or on a pulse the line misses: on
+/// onsets (`onset`, the analysis's onset function) at least as strong as
+/// the line's, and at least half as strong as the sections' own (a live
+/// band that slowed and caught up again; in a breakdown the tracked beats
+/// find only stray attacks, weaker than the drums either side). Sections
+/// are returned with their indices into the new beats.
+fn bridge(beats: &[f64], sections: &[(usize, usize, f64)], onset: &[f32]) -> (Vec<f64>, Vec<(usize, usize, f64)>) {
+    let strength = |v: &[f64]| v.iter().map(|&t| Features::accent(onset, t)).sum::<f64>() / v.len().max(1) as f64;
     let len = |s: usize| sections[s].1 - sections[s].0;
     // The evenly spaced beats strictly between the last beat of section
     // `m` and the first of `k`, where their tempos and lines meet.
@@ -369,7 +377,12 @@ fn bridge(beats: &[f64], sections: &[(usize, usize, f64)]) -> (Vec<f64>, Vec<(us
         let tracked = &beats[sections[m].1..sections[k].0];
         let p = 0.5 * (sections[m].2 + sections[k].2);
         let agrees = grid.len() == tracked.len() && grid.iter().zip(tracked).all(|(g, b)| (g - b).abs() <= BRIDGE_PHASE * p);
-        if !agrees {
+        let on_a_pulse = grid.len() == tracked.len() && {
+            let (own, line) = (strength(tracked), strength(&grid));
+            let sides = 0.5 * (strength(&beats[sections[m].0..sections[m].1]) + strength(&beats[sections[k].0..sections[k].1]));
+            own > 0.0 && own >= line && own >= BRIDGE_PULSE * sides
+        };
+        if !agrees && !on_a_pulse {
             between.iter().for_each(|&x| kept[x] = false);
             joined[k] = Some(grid);
         }
@@ -495,10 +508,10 @@ mod tests {
     fn a_click_track_comes_out_regular_to_a_fraction_of_a_millisecond() {
         let period = 60.0 / 126.0;
         let truth: Vec<f64> = (0..60).map(|k| 0.3 + k as f64 * period).collect();
-        let env = compute(&clicks(&truth, 31.0, 1000.0)).fine;
+        let f = compute(&clicks(&truth, 31.0, 1000.0));
         // Tracked beats off by up to ±9 ms, as a frame-level tracker leaves them.
         let tracked: Vec<f64> = truth.iter().enumerate().map(|(k, t)| t + 0.009 * ((k * 7 % 5) as f64 - 2.0) / 2.0).collect();
-        let g = fit(&tracked, &attacks(&env, &tracked));
+        let g = fit(&tracked, &attacks(&f.fine, &tracked), &f.onset);
         assert_eq!(g.sections.len(), 1, "{:?}", g.sections);
         assert!((60.0 / g.sections[0].2 - 126.0).abs() < 0.01, "{}", 60.0 / g.sections[0].2);
         let offsets: Vec<f64> = g.beats.iter().zip(&truth).map(|(b, t)| (b - t) * 1000.0).collect();
@@ -512,8 +525,8 @@ mod tests {
         let mut truth: Vec<f64> = (0..40).map(|k| 0.5 + k as f64 * 0.5).collect();
         let last = *truth.last().unwrap();
         truth.extend((1..40).map(|k| last + k as f64 * 0.45));
-        let env = compute(&clicks(&truth, 40.0, 2000.0)).fine;
-        let g = fit(&truth, &attacks(&env, &truth));
+        let f = compute(&clicks(&truth, 40.0, 2000.0));
+        let g = fit(&truth, &attacks(&f.fine, &truth), &f.onset);
         assert_eq!(g.sections.len(), 2, "{:?}", g.sections);
         let errs: Vec<String> = g.beats.iter().zip(&truth).enumerate().filter(|(_, (b, t))| (*b - *t).abs() >= 0.002).map(|(k, (b, t))| format!("{k}:{:.1}", (b - t) * 1e3)).collect();
         assert!(errs.is_empty(), "{errs:?} {:?}", g.sections);
@@ -525,14 +538,50 @@ mod tests {
         // without drums), and the tracker put 15 beats there, not 16.
         let truth: Vec<f64> = (0..100).map(|k| 0.5 + k as f64 * 0.5).collect();
         let heard: Vec<f64> = truth.iter().enumerate().filter(|(k, _)| !(40..56).contains(k)).map(|(_, t)| *t).collect();
-        let env = compute(&clicks(&heard, 52.0, 1000.0)).fine;
+        let f = compute(&clicks(&heard, 52.0, 1000.0));
         let step = (truth[56] - truth[39]) / 16.0;
         let tracked: Vec<f64> = truth[..40].iter().copied().chain((1..16).map(|m| truth[39] + step * m as f64)).chain(truth[56..].iter().copied()).collect();
-        let g = fit(&tracked, &attacks(&env, &tracked));
+        let g = fit(&tracked, &attacks(&f.fine, &tracked), &f.onset);
         assert_eq!(g.beats.len(), truth.len(), "{:?}", g.sections);
         let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
         assert!(worst < 0.001, "worst {worst} s; sections {:?}", g.sections);
         assert!(g.sections.iter().all(|&(i, j, _)| j <= g.beats.len() && i < j), "{:?}", g.sections);
+    }
+
+    #[test]
+    fn the_grid_runs_on_through_a_breakdown_where_the_tracker_wandered() {
+        // As above, but the tracker kept count and wandered up to 0.3 of a
+        // beat off through the silent bars: the line, not the wandering.
+        let truth: Vec<f64> = (0..100).map(|k| 0.5 + k as f64 * 0.5).collect();
+        let heard: Vec<f64> = truth.iter().enumerate().filter(|(k, _)| !(40..56).contains(k)).map(|(_, t)| *t).collect();
+        let f = compute(&clicks(&heard, 52.0, 1000.0));
+        let tracked: Vec<f64> = truth
+            .iter()
+            .enumerate()
+            .map(|(k, t)| if (40..56).contains(&k) { t + 0.15 * (std::f64::consts::PI * (k - 39) as f64 / 17.0).sin() } else { *t })
+            .collect();
+        let g = fit(&tracked, &attacks(&f.fine, &tracked), &f.onset);
+        let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
+        assert!(worst < 0.001, "worst {worst} s; sections {:?}", g.sections);
+    }
+
+    #[test]
+    fn a_band_that_drifts_between_two_steady_stretches_keeps_its_beats() {
+        // 30 beats at 120 BPM, 40 where the band slows and catches up again
+        // (up to 0.3 of a beat behind the line), 30 back on the line: the
+        // lines of both ends meet, but the middle is not where the line is.
+        let truth: Vec<f64> = (0..100)
+            .map(|k| {
+                let drift = if (30..70).contains(&k) { 0.15 * (std::f64::consts::PI * (k - 30) as f64 / 40.0).sin() } else { 0.0 };
+                0.5 + 0.5 * k as f64 + drift
+            })
+            .collect();
+        let f = compute(&clicks(&truth, 52.0, 1000.0));
+        let g = fit(&truth, &attacks(&f.fine, &truth), &f.onset);
+        assert_eq!(g.beats.len(), truth.len(), "{:?}", g.sections);
+        let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
+        // (The line is 150 ms off in the middle.)
+        assert!(worst < 0.01, "worst {worst} s; sections {:?}", g.sections);
     }
 
     /// 80 beats of a tempo wandering ±4 % over a few bars: no line fits
@@ -551,16 +600,16 @@ mod tests {
         // ±4 % over some 38 beats, as a band without a click breathes: the
         // beats follow it, but no stretch of it is one tempo.
         let pulse = wandering_pulse();
-        let env = compute(&clicks(&pulse, 45.0, 1500.0)).fine;
-        let g = fit(&pulse, &attacks(&env, &pulse));
+        let f = compute(&clicks(&pulse, 45.0, 1500.0));
+        let g = fit(&pulse, &attacks(&f.fine, &pulse), &f.onset);
         assert!(g.steadiness() < 0.5, "steadiness {:.2}: {:?}", g.steadiness(), g.sections);
     }
 
     #[test]
     fn a_drifting_performance_keeps_its_beats() {
         let truth = wandering_pulse();
-        let env = compute(&clicks(&truth, 45.0, 1500.0)).fine;
-        let g = fit(&truth, &attacks(&env, &truth));
+        let f = compute(&clicks(&truth, 45.0, 1500.0));
+        let g = fit(&truth, &attacks(&f.fine, &truth), &f.onset);
         let worst = g.beats.iter().zip(&truth).map(|(b, t)| (b - t).abs()).fold(0.0, f64::max);
         // Within the steadiness tolerance where a line was fitted, on the
         // attacks' local curve elsewhere.
@@ -573,8 +622,8 @@ mod tests {
         // a drummer plays): the beats follow the pulse, not the hits.
         let pulse = wandering_pulse();
         let hits: Vec<f64> = pulse.iter().enumerate().map(|(k, t)| t + 0.007 * (((k * 37) % 11) as f64 / 5.0 - 1.0)).collect();
-        let env = compute(&clicks(&hits, 45.0, 1500.0)).fine;
-        let g = fit(&hits, &attacks(&env, &hits));
+        let f = compute(&clicks(&hits, 45.0, 1500.0));
+        let g = fit(&hits, &attacks(&f.fine, &hits), &f.onset);
         let rms = |x: &[f64]| (x.iter().zip(&pulse).map(|(b, t)| (b - t).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
         let (beats, scatter) = (rms(&g.beats), rms(&hits));
         assert!(beats < 0.5 * scatter, "beats {:.1} ms from the pulse, hits {:.1} ms; {:?}", beats * 1e3, scatter * 1e3, g.sections);

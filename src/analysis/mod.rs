@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 13;
+pub const ANALYSIS_VERSION: i64 = 14;
 
 /// Beat confidence (`tempo::estimate`) below which a track has no pulse:
 /// a sustained pad scores 0.002; the least periodic real recordings we
@@ -277,7 +277,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     // drift around that level.
     let tracked = beats::track_periods(&f.onset, &tempo::local_periods(&f.onset, level), &active, beats::TIGHT);
     let tracked = on_the_beat(&f, tracked);
-    let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked));
+    let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked), &f.onset);
     let mut beats = grid.beats.clone();
     extend_into_music(&f, &mut beats);
     // The tempo the beats keep (the longest steady section's, else the
