@@ -90,6 +90,11 @@ impl Features {
         (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
     }
 
+    /// The mean accent (`accent`) of `beats` in `band` (0 for none).
+    pub fn mean_accent(band: &[f32], beats: &[f64]) -> f64 {
+        beats.iter().map(|&t| Self::accent(band, t)).sum::<f64>() / beats.len().max(1) as f64
+    }
+
     /// The mean of the per-frame feature `v` from `from` to `to` seconds
     /// (0 over an empty span).
     pub fn mean_over(v: &[f32], from: f64, to: f64) -> f64 {

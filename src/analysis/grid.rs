@@ -346,7 +346,7 @@ const MAX_BRIDGED: usize = 16;
 /// find only stray attacks, weaker than the drums either side). Sections
 /// are returned with their indices into the new beats.
 fn bridge(beats: &[f64], sections: &[(usize, usize, f64)], onset: &[f32]) -> (Vec<f64>, Vec<(usize, usize, f64)>) {
-    let strength = |v: &[f64]| v.iter().map(|&t| Features::accent(onset, t)).sum::<f64>() / v.len().max(1) as f64;
+    let strength = |v: &[f64]| Features::mean_accent(onset, v);
     let len = |s: usize| sections[s].1 - sections[s].0;
     // The evenly spaced beats strictly between the last beat of section
     // `m` and the first of `k`, where their tempos and lines meet.
@@ -376,13 +376,14 @@ fn bridge(beats: &[f64], sections: &[(usize, usize, f64)], onset: &[f32]) -> (Ve
         }
         let tracked = &beats[sections[m].1..sections[k].0];
         let p = 0.5 * (sections[m].2 + sections[k].2);
-        let agrees = grid.len() == tracked.len() && grid.iter().zip(tracked).all(|(g, b)| (g - b).abs() <= BRIDGE_PHASE * p);
-        let on_a_pulse = grid.len() == tracked.len() && {
+        let breathing = || grid.iter().zip(tracked).all(|(g, b)| (g - b).abs() <= BRIDGE_PHASE * p);
+        let on_a_pulse = || {
             let (own, line) = (strength(tracked), strength(&grid));
             let sides = 0.5 * (strength(&beats[sections[m].0..sections[m].1]) + strength(&beats[sections[k].0..sections[k].1]));
             own > 0.0 && own >= line && own >= BRIDGE_PULSE * sides
         };
-        if !agrees && !on_a_pulse {
+        let kept_count = grid.len() == tracked.len();
+        if !(kept_count && (breathing() || on_a_pulse())) {
             between.iter().for_each(|&x| kept[x] = false);
             joined[k] = Some(grid);
         }

@@ -341,8 +341,7 @@ fn on_the_beat(f: &Features, beats: Vec<f64>) -> Vec<f64> {
         return beats;
     }
     let between: Vec<f64> = beats.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
-    let mean = |band: &[f32], at: &[f64]| at.iter().map(|&t| Features::accent(band, t)).sum::<f64>() / at.len() as f64;
-    let ratio = |band: &[f32]| mean(band, &between) / mean(band, &beats[..beats.len() - 1]).max(1e-9);
+    let ratio = |band: &[f32]| Features::mean_accent(band, &between) / Features::mean_accent(band, &beats[..beats.len() - 1]).max(1e-9);
     if ratio(&f.low_onset).min(ratio(&f.mid_onset)) > OFF_BEAT_RATIO {
         between
     } else {
