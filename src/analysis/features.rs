@@ -35,6 +35,22 @@ const HIGH_HZ: f32 = 5_000.0;
 /// The range folded into the frame chroma: bass notes to the upper
 /// harmonics of chords, below most of the drums' noise.
 const CHROMA_HZ: (f32, f32) = (60.0, 2_000.0);
+/// The chroma takes only the harmonic part of the spectrum (Fitzgerald's
+/// median-filter separation): a bin's harmonic estimate is its median over
+/// this many frames either side (±46 ms: a chord change at a beat stays
+/// sharp), its percussive estimate the median over `PERCUSSIVE_BINS`
+/// either side in its own frame (±65 Hz), and it counts by the Wiener
+/// mask H²/(H² + P²). A kick's low partials otherwise add pitch classes
+/// at its beats (the FFT window is longer than the median's reach, so they
+/// are damped rather than removed: see the kick test below), and the
+/// harmonic change at the beat (the downbeat's cue) follows the drums.
+/// Tonal peaks only still: a bin above both neighbours. Over evaldev and
+/// five copies of it (bass +6 dB, low-passed, compressed, MP3, 12 dB
+/// quieter), uncut and cut at six later starts, the mean downbeat F rose
+/// from 0.605 to 0.616 and no set's figure fell; ±4 frames and ±6 bins
+/// were the best of ±4–16 frames and ±4–16 bins.
+const HARMONIC_FRAMES: usize = 4;
+const PERCUSSIVE_BINS: usize = 6;
 
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -164,6 +180,11 @@ pub struct Extractor {
     /// Pitch class of each FFT bin in `CHROMA_HZ`, from `chroma_from`.
     chroma_bins: Vec<u8>,
     chroma_from: usize,
+    /// The magnitudes of `CHROMA_HZ` and `PERCUSSIVE_BINS` either side of
+    /// it, for the last `2·HARMONIC_FRAMES + 1` frames (frame n in row
+    /// n mod that): the chroma of a frame is taken once the frames after
+    /// it that its harmonic part needs are in.
+    recent: Vec<f32>,
     /// Samples from absolute index `buf_start` on.
     buf: Vec<f32>,
     buf_start: usize,
@@ -208,10 +229,11 @@ impl Extractor {
         let bin_hz = RATE as f32 / N_FFT as f32;
         let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
         let chroma_from = (CHROMA_HZ.0 / bin_hz).ceil() as usize;
-        let chroma_bins = (chroma_from..=(CHROMA_HZ.1 / bin_hz) as usize)
+        let chroma_bins: Vec<u8> = (chroma_from..=(CHROMA_HZ.1 / bin_hz) as usize)
             .map(|b| ((12.0 * (b as f32 * bin_hz / 440.0).log2()).round() as i32 + 9).rem_euclid(12) as u8)
             .collect();
         Extractor {
+            recent: vec![0.0; (2 * HARMONIC_FRAMES + 1) * (chroma_bins.len() + 2 * PERCUSSIVE_BINS)],
             chroma_bins,
             chroma_from,
             input: fft.make_input_vec(),
@@ -299,6 +321,40 @@ impl Extractor {
         }
     }
 
+    /// The chroma of frame `n` from its harmonic part, with frames up to
+    /// `end` (exclusive) computed: tonal peaks only (a bin above both
+    /// neighbours), each weighted by its harmonic mask (see
+    /// `HARMONIC_FRAMES`).
+    fn chroma_frame(&mut self, n: usize, end: usize) {
+        const ROWS: usize = 2 * HARMONIC_FRAMES + 1;
+        let width = self.chroma_bins.len() + 2 * PERCUSSIVE_BINS;
+        let frames = n.saturating_sub(HARMONIC_FRAMES)..(n + HARMONIC_FRAMES + 1).min(end);
+        let row = |m: usize| &self.recent[m % ROWS * width..][..width];
+        let current = row(n);
+        let median = |v: &mut [f32]| *v.select_nth_unstable_by(v.len() / 2, f32::total_cmp).1;
+        let mut chroma = [0.0f32; 12];
+        let mut across = [0.0f32; ROWS];
+        let mut along = [0.0f32; 2 * PERCUSSIVE_BINS + 1];
+        for (k, &pc) in self.chroma_bins.iter().enumerate() {
+            let b = k + PERCUSSIVE_BINS;
+            let m = current[b];
+            if !(m > current[b - 1] && m >= current[b + 1]) {
+                continue;
+            }
+            let across = &mut across[..frames.len()];
+            for (x, f) in across.iter_mut().zip(frames.clone()) {
+                *x = row(f)[b];
+            }
+            along.copy_from_slice(&current[k..=k + 2 * PERCUSSIVE_BINS]);
+            let (h, p) = (median(across), median(&mut along));
+            let (h2, p2) = (h * h, p * p);
+            if h2 > 0.0 {
+                chroma[pc as usize] += m * h2 / (h2 + p2);
+            }
+        }
+        self.f.chroma.push(chroma);
+    }
+
     fn push_fine(&mut self) {
         let (sum, n) = self.fine_acc;
         let e = sum / n as f32;
@@ -320,6 +376,9 @@ impl Extractor {
         let frames = self.total / HOP + 1;
         while self.next_frame < frames {
             self.frame();
+        }
+        for n in self.f.chroma.len()..self.next_frame {
+            self.chroma_frame(n, self.next_frame);
         }
         while self.next_pitch * pitch::HOP < self.total {
             self.pitch_frame();
@@ -422,17 +481,14 @@ impl Extractor {
             let ln = (MIN_LEVEL * 1e-6 + s).ln() * FINE_SCALE;
             self.band_ln.push(ln.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16);
         }
-        let mut chroma = [0.0f32; 12];
-        // Tonal peaks only (a bin above both neighbours): the drums'
-        // broadband noise spreads over every pitch class otherwise.
-        for (k, &pc) in self.chroma_bins.iter().enumerate() {
-            let b = self.chroma_from + k;
-            if mag[b] > mag[b - 1] && mag[b] >= mag[b + 1] {
-                chroma[pc as usize] += mag[b];
-            }
+        let width = self.chroma_bins.len() + 2 * PERCUSSIVE_BINS;
+        let from = self.chroma_from - PERCUSSIVE_BINS;
+        let row = n % (2 * HARMONIC_FRAMES + 1) * width;
+        self.recent[row..row + width].copy_from_slice(&mag[from..from + width]);
+        if n >= HARMONIC_FRAMES {
+            self.chroma_frame(n - HARMONIC_FRAMES, n + 1);
         }
         let f = &mut self.f;
-        f.chroma.push(chroma);
         f.energy.push(sum_sq / N_FFT as f32);
         f.low_energy.push(low);
         f.brightness.push(if total > 1e-12 { bright / total } else { 0.0 });
@@ -473,6 +529,40 @@ mod tests {
         assert_eq!(whole.onset, parts.onset);
         assert_eq!(whole.pitch, parts.pitch);
         assert_eq!(whole.fine, parts.fine);
+        assert_eq!(whole.chroma, parts.chroma);
         assert_eq!(whole.frames(), x.len() / HOP + 1);
+    }
+
+    #[test]
+    fn a_kick_drum_does_not_change_the_chroma_of_the_chord_under_it() {
+        // A held C major chord, and a kick (a 150 → 45 Hz sweep, 120 ms)
+        // on every beat at 120 BPM.
+        let rate = RATE as f32;
+        let mut x: Vec<f32> = (0..RATE as usize * 4)
+            .map(|i| [261.63f32, 329.63, 392.0].iter().map(|f| 0.1 * (std::f32::consts::TAU * f * i as f32 / rate).sin()).sum())
+            .collect();
+        for beat in 0..8 {
+            let (mut phase, start) = (0.0f32, beat * RATE as usize / 2);
+            for i in 0..(0.12 * rate) as usize {
+                let t = i as f32 / rate;
+                phase += std::f32::consts::TAU * (45.0 + 105.0 * (-t / 0.03).exp()) / rate;
+                x[start + i] += 0.9 * (-t / 0.05).exp() * phase.sin();
+            }
+        }
+        let f = compute(&x);
+        let unit = |c: &[f32; 12]| {
+            let n = c.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            c.map(|v| v / n)
+        };
+        // Between the kicks (a quarter beat after one) against on them. The
+        // window (93 ms) is longer than the harmonic median's reach, so
+        // the kick's partials are damped, not gone: cosine distances of
+        // 0.26–0.39 at the kicks, 0.47–0.63 from all tonal peaks.
+        let between = unit(&f.chroma[Features::frame_at(1.125)]);
+        for beat in 1..7 {
+            let on = unit(&f.chroma[Features::frame_at(beat as f64 * 0.5 + 0.01)]);
+            let distance = 1.0 - on.iter().zip(&between).map(|(a, b)| a * b).sum::<f32>();
+            assert!(distance < 0.45, "beat {beat}: chroma {distance:.3} from the chord's ({on:?} against {between:?})");
+        }
     }
 }

@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 14;
+pub const ANALYSIS_VERSION: i64 = 15;
 
 /// Beat confidence (`tempo::estimate`) below which a track has no pulse:
 /// a sustained pad scores 0.002; the least periodic real recordings we
