@@ -534,7 +534,7 @@ mod tests {
     }
 
     #[test]
-    fn a_kick_drum_does_not_change_the_chroma_of_the_chord_under_it() {
+    fn a_kick_drum_under_a_held_chord_is_damped_in_the_chroma() {
         // A held C major chord, and a kick (a 150 → 45 Hz sweep, 120 ms)
         // on every beat at 120 BPM.
         let rate = RATE as f32;
