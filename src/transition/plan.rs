@@ -145,6 +145,23 @@ pub struct Plan {
     pub b_gain_db: f64,
 }
 
+/// Tracks' beats whose median interval decides the tempo between two
+/// times: fewer and the track's tempo stands.
+const MIN_TEMPO_BEATS: usize = 8;
+
+/// `x`'s tempo (BPM) from the median interval of its beats between
+/// `from_s` and `to_s`; its overall tempo where fewer than
+/// `MIN_TEMPO_BEATS` lie there.
+fn tempo_within(x: &Analysis, from_s: f64, to_s: f64) -> f64 {
+    let beats: Vec<f64> = x.beats.iter().copied().filter(|t| *t >= from_s && *t <= to_s).collect();
+    if beats.len() < MIN_TEMPO_BEATS {
+        return x.bpm;
+    }
+    let mut intervals: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+    let mid = intervals.len() / 2;
+    60.0 / *intervals.select_nth_unstable_by(mid, f64::total_cmp).1
+}
+
 /// How B's own beats sit on A's beats with B's tempo taken at `multiple`:
 /// (A's beats per beat of B's, B's beats per beat of A's) — (2, 1) where
 /// B's beats are split in two, (1, 2) where every other one is taken.
@@ -275,22 +292,27 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     if a.meter != b.meter {
         return crossfade(Fallback::MetersDiffer, format!("meters differ ({}/4 and {}/4)", a.meter, b.meter));
     }
+    // The tempos where they meet: A's towards its cue-out, B's from its
+    // cue-in (a track that changes tempo is mixed at the tempo it has
+    // there, not at its longest stretch's).
+    let reach = |x: &Analysis| s.overlap_bars.max(4) as f64 * x.meter.max(1) as f64 * 60.0 / x.bpm.max(1.0);
+    let (a_bpm, b_bpm) = (tempo_within(a, a.cue_out_s - reach(a), a.cue_out_s), tempo_within(b, b.cue_in_s, b.cue_in_s + reach(b)));
     let multiple = [1.0, 2.0, 0.5]
         .into_iter()
-        .min_by(|x, y| (a.bpm / (b.bpm * x)).ln().abs().total_cmp(&(a.bpm / (b.bpm * y)).ln().abs()))
+        .min_by(|x, y| (a_bpm / (b_bpm * x)).ln().abs().total_cmp(&(a_bpm / (b_bpm * y)).ln().abs()))
         .expect("three candidates");
-    let ratio = a.bpm / (b.bpm * multiple);
+    let ratio = a_bpm / (b_bpm * multiple);
     if (ratio - 1.0).abs() > s.max_tempo_change {
         return crossfade(Fallback::TemposApart, format!(
             "tempos too far apart ({:.1} and {:.1} BPM: {:+.1}% > {:.0}%)",
-            a.bpm,
-            b.bpm,
+            a_bpm,
+            b_bpm,
             (ratio - 1.0) * 100.0,
             s.max_tempo_change * 100.0
         ));
     }
     let meter = a.meter.max(1) as usize;
-    let min_bars = min_overlap_bars(a.bpm, meter);
+    let min_bars = min_overlap_bars(a_bpm, meter);
     // A: full bars that end by the cue-out.
     let a_bars: Vec<f64> = a.downbeats.iter().copied().filter(|d| *d <= a.cue_out_s + 1e-3).collect();
     let b_bar_starts: Vec<f64> = b.downbeats.iter().copied().filter(|d| *d >= b.cue_in_s - 0.05).collect();
@@ -395,6 +417,10 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
             s.min_steady_share * 100.0
         ));
     }
+    // B's speed as the overlap ends, over its last bar: the glide to B's
+    // own tempo starts from it, so B's tempo runs on without a step.
+    let k = meter.min(n - 1);
+    let ratio = (b_beats[n - 1] - b_beats[n - 1 - k]) / (a_beats[n - 1] - a_beats[n - 1 - k]).max(1e-9);
     let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + keeps));
     let glide_end = (b_start + n - 1 + glide_bars * meter).min(b_grid.len() - 1);
     let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
@@ -521,6 +547,49 @@ mod tests {
     /// A 4-minute track at `bpm` whose beats keep one tempo only over `spans`.
     fn steady_over(bpm: f64, spans: &[(f64, f64)]) -> Analysis {
         Analysis { steady: Some(spans.to_vec()), ..steady(bpm, 240.0) }
+    }
+
+    /// A 4-minute track at `first` BPM until `at_s`, then at `then`, each
+    /// part steady; its tempo is the longer part's.
+    fn changing(first: f64, at_s: f64, then: f64) -> Analysis {
+        let mut beats = vec![0.5];
+        while *beats.last().unwrap() < 239.5 {
+            let t = *beats.last().unwrap();
+            beats.push(t + 60.0 / if t < at_s { first } else { then });
+        }
+        beats.pop();
+        let bpm = if at_s > 120.0 { first } else { then };
+        Analysis {
+            downbeats: beats.iter().step_by(4).copied().collect(),
+            cue_out_s: *beats.last().unwrap(),
+            steady: Some(vec![(0.5, at_s), (at_s, 240.0)]),
+            beats,
+            ..steady(bpm, 240.0)
+        }
+    }
+
+    #[test]
+    fn a_track_that_changes_tempo_is_mixed_at_the_tempo_it_has_where_they_meet() {
+        let s = TransitionSettings::default();
+        // A at 120 for most of it, 132 over its last 70 s; B at 132. By
+        // A's overall tempo they are 9% apart; where they meet, level.
+        let p = plan(&changing(120.0, 170.0, 132.0), &steady(132.0, 240.0), &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!((p.stretch_ratio - 1.0).abs() < 1e-6, "{}", p.stretch_ratio);
+        // A at 120, then 126; B at 126: B is at its own speed through the
+        // overlap, and the glide starts there (at 120 ÷ 126 it would
+        // start with a 5% step).
+        let p = plan(&changing(120.0, 170.0, 126.0), &steady(126.0, 240.0), &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!((p.stretch_ratio - 1.0).abs() < 1e-6, "{}", p.stretch_ratio);
+        // B at 126 for its first minute, then 120; A at 126.
+        let p = plan(&steady(126.0, 240.0), &changing(126.0, 60.0, 120.0), &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!((p.stretch_ratio - 1.0).abs() < 1e-6, "{}", p.stretch_ratio);
+        // Still too far apart where they meet: 120 ending at 140 against 126.
+        let p = plan(&changing(120.0, 170.0, 140.0), &steady(126.0, 240.0), &s);
+        assert_eq!(p.fallback, Some(Fallback::TemposApart), "{:?}", p.reason);
+        assert!(p.reason.as_deref().is_some_and(|r| r.contains("140.0 and 126.0 BPM")), "{:?}", p.reason);
     }
 
     #[test]
