@@ -51,6 +51,8 @@ const CHROMA_HZ: (f32, f32) = (60.0, 2_000.0);
 /// were the best of ±4–16 frames and ±4–16 bins.
 const HARMONIC_FRAMES: usize = 4;
 const PERCUSSIVE_BINS: usize = 6;
+/// Frames of magnitudes the harmonic median needs (`Extractor::recent`).
+const RECENT_ROWS: usize = 2 * HARMONIC_FRAMES + 1;
 
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -233,7 +235,7 @@ impl Extractor {
             .map(|b| ((12.0 * (b as f32 * bin_hz / 440.0).log2()).round() as i32 + 9).rem_euclid(12) as u8)
             .collect();
         Extractor {
-            recent: vec![0.0; (2 * HARMONIC_FRAMES + 1) * (chroma_bins.len() + 2 * PERCUSSIVE_BINS)],
+            recent: vec![0.0; RECENT_ROWS * (chroma_bins.len() + 2 * PERCUSSIVE_BINS)],
             chroma_bins,
             chroma_from,
             input: fft.make_input_vec(),
@@ -326,14 +328,13 @@ impl Extractor {
     /// neighbours), each weighted by its harmonic mask (see
     /// `HARMONIC_FRAMES`).
     fn chroma_frame(&mut self, n: usize, end: usize) {
-        const ROWS: usize = 2 * HARMONIC_FRAMES + 1;
-        let width = self.chroma_bins.len() + 2 * PERCUSSIVE_BINS;
+        let width = self.recent.len() / RECENT_ROWS;
         let frames = n.saturating_sub(HARMONIC_FRAMES)..(n + HARMONIC_FRAMES + 1).min(end);
-        let row = |m: usize| &self.recent[m % ROWS * width..][..width];
+        let row = |m: usize| &self.recent[m % RECENT_ROWS * width..][..width];
         let current = row(n);
         let median = |v: &mut [f32]| *v.select_nth_unstable_by(v.len() / 2, f32::total_cmp).1;
         let mut chroma = [0.0f32; 12];
-        let mut across = [0.0f32; ROWS];
+        let mut across = [0.0f32; RECENT_ROWS];
         let mut along = [0.0f32; 2 * PERCUSSIVE_BINS + 1];
         for (k, &pc) in self.chroma_bins.iter().enumerate() {
             let b = k + PERCUSSIVE_BINS;
@@ -481,9 +482,9 @@ impl Extractor {
             let ln = (MIN_LEVEL * 1e-6 + s).ln() * FINE_SCALE;
             self.band_ln.push(ln.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16);
         }
-        let width = self.chroma_bins.len() + 2 * PERCUSSIVE_BINS;
+        let width = self.recent.len() / RECENT_ROWS;
         let from = self.chroma_from - PERCUSSIVE_BINS;
-        let row = n % (2 * HARMONIC_FRAMES + 1) * width;
+        let row = n % RECENT_ROWS * width;
         self.recent[row..row + width].copy_from_slice(&mag[from..from + width]);
         if n >= HARMONIC_FRAMES {
             self.chroma_frame(n - HARMONIC_FRAMES, n + 1);

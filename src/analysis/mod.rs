@@ -447,7 +447,7 @@ fn longest_part(active: &[bool], beats: &[f64], cues: (f64, f64)) -> (f64, f64) 
 }
 
 /// The median interval between `beats`; `None` with fewer than five.
-fn median_interval(beats: &[f64]) -> Option<f64> {
+pub(crate) fn median_interval(beats: &[f64]) -> Option<f64> {
     let mut d: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
     if d.len() < 4 {
         return None;

@@ -154,12 +154,10 @@ const MIN_TEMPO_BEATS: usize = 8;
 /// `MIN_TEMPO_BEATS` lie there.
 fn tempo_within(x: &Analysis, from_s: f64, to_s: f64) -> f64 {
     let beats: Vec<f64> = x.beats.iter().copied().filter(|t| *t >= from_s && *t <= to_s).collect();
-    if beats.len() < MIN_TEMPO_BEATS {
-        return x.bpm;
+    match crate::analysis::median_interval(&beats) {
+        Some(period) if beats.len() >= MIN_TEMPO_BEATS => 60.0 / period,
+        _ => x.bpm,
     }
-    let mut intervals: Vec<f64> = beats.windows(2).map(|w| w[1] - w[0]).collect();
-    let mid = intervals.len() / 2;
-    60.0 / *intervals.select_nth_unstable_by(mid, f64::total_cmp).1
 }
 
 /// How B's own beats sit on A's beats with B's tempo taken at `multiple`:
@@ -420,7 +418,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     // B's speed as the overlap ends, over its last bar: the glide to B's
     // own tempo starts from it, so B's tempo runs on without a step.
     let k = meter.min(n - 1);
-    let ratio = (b_beats[n - 1] - b_beats[n - 1 - k]) / (a_beats[n - 1] - a_beats[n - 1 - k]).max(1e-9);
+    let b_speed = (b_beats[n - 1] - b_beats[n - 1 - k]) / (a_beats[n - 1] - a_beats[n - 1 - k]).max(1e-9);
     let glide_bars = (s.glide_bars as usize).min(b_bars.saturating_sub(bars + keeps));
     let glide_end = (b_start + n - 1 + glide_bars * meter).min(b_grid.len() - 1);
     let b_glide_beats = b_grid[b_start + n - 1..=glide_end].to_vec();
@@ -430,7 +428,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         fallback: None,
         tempo_a: a.bpm,
         tempo_b: b.bpm,
-        stretch_ratio: ratio,
+        stretch_ratio: b_speed,
         b_tempo_multiple: multiple,
         overlap_bars: bars as u32,
         a_out_s: a_out,
