@@ -249,6 +249,17 @@ pub fn analyze_mono(mono: &[f32], duration_s: f64, loudness_lufs: f64, true_peak
     analyze_features(features::compute(mono), duration_s, loudness_lufs, true_peak_dbtp)
 }
 
+/// A tempo level considered for the one a listener taps.
+struct Level {
+    bpm: f64,
+    /// `tempo::level_score`.
+    score: f64,
+    /// `tempo::evenness` of its beats.
+    evenness: f64,
+    /// Every other beat carries next to nothing (`tempo::MAX_HOLLOWNESS`).
+    hollow: bool,
+}
+
 /// Everything after the feature pass.
 fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_dbtp: f64) -> Analysis {
     let median = median_energy(&f);
@@ -256,23 +267,26 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     // The level a listener taps: of the periodicity and its octaves, the
     // one where kick and snare take turns beat by beat — leaving out a
-    // level whose beats come long-short, long-short (swung eighths).
-    let levels: Vec<(f64, f64, f64)> = tempo::octaves(tempo.bpm)
+    // level whose beats come long-short, long-short (swung eighths), and
+    // one whose every other beat falls on nothing (twice a pulse's tempo).
+    let levels: Vec<Level> = tempo::octaves(tempo.bpm)
         .map(|bpm| {
             let beats = beats::track(&f.onset, bpm, &active, beats::LOOSE);
             let evenness = tempo::evenness(&f.onset, &beats);
-            (tempo::level_score(bpm, tempo::alternation(&f, &beats), evenness), bpm, evenness)
+            let score = tempo::level_score(bpm, tempo::alternation(&f, &beats), evenness);
+            Level { bpm, score, evenness, hollow: tempo::hollowness(&f, &beats) > tempo::MAX_HOLLOWNESS }
         })
         .collect();
     // Uneven levels are out, unless none is even: then those clearly less
-    // even than the most even one.
-    let most_even = levels.iter().map(|l| l.2).fold(0.0, f64::max);
+    // even than the most even one. Hollow levels are out unless all are.
+    let most_even = levels.iter().map(|l| l.evenness).fold(0.0, f64::max);
     let even_enough = (most_even - tempo::EVEN_MARGIN).min(tempo::MIN_EVENNESS);
+    let all_hollow = levels.iter().all(|l| l.hollow);
     let level = levels
         .iter()
-        .filter(|l| l.2 >= even_enough)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map_or(tempo.bpm, |l| l.1);
+        .filter(|l| l.evenness >= even_enough && (all_hollow || !l.hollow))
+        .max_by(|a, b| a.score.total_cmp(&b.score))
+        .map_or(tempo.bpm, |l| l.bpm);
     // The beats themselves, against a period that follows the music's
     // drift around that level.
     let tracked = beats::track_periods(&f.onset, &tempo::local_periods(&f.onset, level), &active, beats::TIGHT);
@@ -647,27 +661,36 @@ mod tests {
     }
 
     #[test]
-    fn claps_alone_over_a_noise_floor_are_counted_at_their_own_tempo() {
-        // A clap (noise around 1.5 kHz, 8 ms decay) on every beat and a
-        // noise floor 40 dB under it, nothing else. At twice the tempo
-        // every other beat falls on the floor alone, and hits against
-        // nothing are no kick against snare.
+    fn a_pulse_over_a_noise_floor_is_counted_at_its_own_tempo() {
+        // Claps (noise around 1.5 kHz, 8 ms decay) or clicks (1 kHz, 3 ms
+        // decay) on every beat, a noise floor 40 dB under them, nothing
+        // else. At twice the tempo every other beat falls on the floor
+        // alone: no level anyone taps, and hits against nothing are no
+        // kick against snare.
         use rand::{rngs::SmallRng, Rng, SeedableRng};
         let rate = features::RATE as usize;
-        for bpm in [90.0, 100.0] {
+        for (bpm, clap) in [(90.0, true), (100.0, true), (64.0, false)] {
             let mut rng = SmallRng::seed_from_u64(7);
             let mut mono: Vec<f32> = (0..40 * rate).map(|_| 0.01 * rng.random_range(-1.0f32..1.0)).collect();
             let mut t = 0.3;
+            let mut truth = Vec::new();
             while t < 39.5 {
                 let at = (t * rate as f64) as usize;
                 for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
                     let s = i as f32 / rate as f32;
-                    *x += rng.random_range(-1.0f32..1.0) * (-s / 0.008).exp() * (std::f32::consts::TAU * 1500.0 * s).sin();
+                    *x += if clap {
+                        rng.random_range(-1.0f32..1.0) * (-s / 0.008).exp() * (std::f32::consts::TAU * 1500.0 * s).sin()
+                    } else {
+                        (-s / 0.003).exp() * (std::f32::consts::TAU * 1000.0 * s).sin()
+                    };
                 }
+                truth.push(at as f64 / rate as f64);
                 t += 60.0 / bpm;
             }
             let a = analyze_mono(&mono, 40.0, -20.0, -1.0);
-            assert!((a.bpm / bpm - 1.0).abs() < 0.01, "claps at {bpm} BPM read at {:.1}", a.bpm);
+            assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM read at {:.1}", a.bpm);
+            let off = a.beats.iter().filter(|b| truth.iter().all(|t| (*b - t).abs() > 0.01)).count();
+            assert_eq!(off, 0, "{bpm} BPM: {off} beats off the hits");
         }
     }
 
