@@ -47,7 +47,7 @@ pub struct Bars {
 
 /// The standardised kick-band accent of each beat.
 fn low_accents(f: &Features, beats: &[f64]) -> Vec<f64> {
-    let mut low: Vec<f64> = beats.iter().map(|&t| Features::accent(&f.low_onset, t)).collect();
+    let mut low = Features::accents(&f.low_onset, beats);
     // A file cut in the middle of the music starts with an attack of its
     // own as the analysis window fills: a beat that close to the start
     // gets the mean accent, not the cut's. (In a 30-second clip of 16

@@ -108,6 +108,11 @@ impl Features {
         (c.saturating_sub(2)..(c + 3).min(band.len())).map(|i| band[i] as f64).fold(0.0, f64::max)
     }
 
+    /// The accent (`accent`) of each of `beats` in `band`.
+    pub fn accents(band: &[f32], beats: &[f64]) -> Vec<f64> {
+        beats.iter().map(|&t| Self::accent(band, t)).collect()
+    }
+
     /// The mean accent (`accent`) of `beats` in `band` (0 for none).
     pub fn mean_accent(band: &[f32], beats: &[f64]) -> f64 {
         beats.iter().map(|&t| Self::accent(band, t)).sum::<f64>() / beats.len().max(1) as f64

@@ -269,12 +269,13 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     // one where kick and snare take turns beat by beat — leaving out a
     // level whose beats come long-short, long-short (swung eighths), and
     // one whose every other beat falls on nothing (twice a pulse's tempo).
+    let floor = tempo::accent_floor(&f.onset);
     let levels: Vec<Level> = tempo::octaves(tempo.bpm)
         .map(|bpm| {
             let beats = beats::track(&f.onset, bpm, &active, beats::LOOSE);
             let evenness = tempo::evenness(&f.onset, &beats);
             let score = tempo::level_score(bpm, tempo::alternation(&f, &beats), evenness);
-            Level { bpm, score, evenness, hollow: tempo::hollowness(&f, &beats) > tempo::MAX_HOLLOWNESS }
+            Level { bpm, score, evenness, hollow: tempo::hollowness(&f, &beats, floor) > tempo::MAX_HOLLOWNESS }
         })
         .collect();
     // Uneven levels are out, unless none is even: then those clearly less

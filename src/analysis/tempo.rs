@@ -12,7 +12,7 @@
 //! ([`level_score`]), and the beat period followed through the track by
 //! [`local_periods`].
 
-use super::features::FPS;
+use super::features::{Features, FPS};
 
 pub const MIN_BPM: f64 = 50.0;
 pub const MAX_BPM: f64 = 220.0;
@@ -240,9 +240,9 @@ fn variation(v: &[f64]) -> f64 {
 /// take turns, beat by beat over `beats`: the (low − mid) accents'
 /// component at a period of two beats, normalised (1 for a pure
 /// alternation).
-pub fn alternation(f: &super::features::Features, beats: &[f64]) -> f64 {
-    let mut low = accents(&f.low_onset, beats);
-    let mut mid = accents(&f.mid_onset, beats);
+pub fn alternation(f: &Features, beats: &[f64]) -> f64 {
+    let mut low = Features::accents(&f.low_onset, beats);
+    let mut mid = Features::accents(&f.mid_onset, beats);
     // Accents that hardly vary have no pattern to tell: a click track's
     // vary by a few per cent with where each click falls between analysis
     // frames, and that ripple repeats every few beats like a pattern would.
@@ -267,31 +267,25 @@ pub fn alternation(f: &super::features::Features, beats: &[f64]) -> f64 {
 pub const MAX_HOLLOWNESS: f64 = 0.8;
 
 /// How much less every other one of `beats` carries than the rest, above
-/// the onsets' floor (`accent_floor`): the full-band accents' alternating
-/// part over their sum. 0 where all carry alike, 1 where every other one
-/// carries no more than the floor.
-pub fn hollowness(f: &super::features::Features, beats: &[f64]) -> f64 {
-    let floor = accent_floor(&f.onset);
-    let above: Vec<f64> = accents(&f.onset, beats).iter().map(|a| (a - floor).max(0.0)).collect();
+/// `floor` (the full-band onsets' `accent_floor`): the full-band accents'
+/// alternating part over their sum. 0 where all carry alike, 1 where every
+/// other one carries no more than the floor.
+pub fn hollowness(f: &Features, beats: &[f64], floor: f64) -> f64 {
+    let above: Vec<f64> = Features::accents(&f.onset, beats).iter().map(|a| (a - floor).max(0.0)).collect();
     alternating_part(&above) / above.iter().sum::<f64>().max(1e-12)
 }
 
 /// The accent (`Features::accent`) that one moment in ten of `onset`
 /// stays under, wherever the beats are: a noise floor's, or what music's
 /// quietest moments carry.
-fn accent_floor(onset: &[f32]) -> f64 {
+pub fn accent_floor(onset: &[f32]) -> f64 {
     let lag = super::beats::ONSET_LAG_S;
-    let mut peaks: Vec<f64> = (0..onset.len()).map(|i| super::features::Features::accent(onset, i as f64 / FPS + lag)).collect();
+    let mut peaks: Vec<f64> = (0..onset.len()).map(|i| Features::accent(onset, i as f64 / FPS + lag)).collect();
     if peaks.is_empty() {
         return 0.0;
     }
     let k = peaks.len() / 10;
     *peaks.select_nth_unstable_by(k, f64::total_cmp).1
-}
-
-/// `onset`'s accent at each of `beats`.
-fn accents(onset: &[f32], beats: &[f64]) -> Vec<f64> {
-    beats.iter().map(|&t| super::features::Features::accent(onset, t)).collect()
 }
 
 /// |v₀ − v₁ + v₂ − v₃ …|: `v`'s component at a period of two.
