@@ -2,7 +2,7 @@
 //! the station's settings. The encoder is not `Send`-safe to share, so each
 //! thread builds its own.
 
-use mp3lame_encoder::{Bitrate, Builder, Encoder, FlushNoGap, Id3Tag, InterleavedPcm, Mode, Quality};
+use mp3lame_encoder::{Bitrate, Builder, DualPcm, Encoder, FlushNoGap, Id3Tag, InterleavedPcm, Mode, Quality};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LameError {
@@ -113,6 +113,16 @@ impl Lame {
         Ok(())
     }
 
+    /// Encodes planar stereo (left and right of the same length) in
+    /// [-1, 1]; appends MP3 bytes to `out`.
+    pub fn encode_planar(&mut self, left: &[f32], right: &[f32], out: &mut Vec<u8>) -> Result<(), LameError> {
+        out.reserve(left.len() * 5 / 4 + 7200);
+        self.inner
+            .encode_to_vec(DualPcm { left, right }, out)
+            .map_err(|e| LameError::Encode(format!("{e:?}")))?;
+        Ok(())
+    }
+
     /// Flushes the remaining samples (end of a file).
     pub fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), LameError> {
         out.reserve(7200);
@@ -123,11 +133,31 @@ impl Lame {
 
 /// Encodes a whole interleaved stereo buffer to an MP3 file's bytes.
 pub fn encode_file(settings: LameSettings, tags: FileTags<'_>, pcm: &[f32]) -> Result<Vec<u8>, LameError> {
+    encode_whole(settings, tags, pcm.len() / 2, |lame, out| pcm.chunks(2 * CHUNK_FRAMES).try_for_each(|c| lame.encode(c, out)))
+}
+
+/// Encodes whole planar stereo (left and right of the same length) to an
+/// MP3 file's bytes, without an interleaved copy.
+pub fn encode_file_planar(settings: LameSettings, tags: FileTags<'_>, left: &[f32], right: &[f32]) -> Result<Vec<u8>, LameError> {
+    encode_whole(settings, tags, left.len(), |lame, out| {
+        left.chunks(CHUNK_FRAMES).zip(right.chunks(CHUNK_FRAMES)).try_for_each(|(l, r)| lame.encode_planar(l, r, out))
+    })
+}
+
+/// Frames handed to LAME at a time by the whole-file encoders.
+const CHUNK_FRAMES: usize = 1152 * 64;
+
+/// A file's encoder, with room for `frames` frames of MP3, fed by `feed`
+/// and flushed.
+fn encode_whole(
+    settings: LameSettings,
+    tags: FileTags<'_>,
+    frames: usize,
+    feed: impl FnOnce(&mut Lame, &mut Vec<u8>) -> Result<(), LameError>,
+) -> Result<Vec<u8>, LameError> {
     let mut lame = Lame::new(settings, Some(tags))?;
-    let mut out = Vec::with_capacity(pcm.len() / 2 * settings.bitrate_kbps as usize / 8 * 1000 / settings.sample_rate as usize + 8192);
-    for chunk in pcm.chunks(2 * 1152 * 64) {
-        lame.encode(chunk, &mut out)?;
-    }
+    let mut out = Vec::with_capacity(frames * settings.bitrate_kbps as usize / 8 * 1000 / settings.sample_rate as usize + 8192);
+    feed(&mut lame, &mut out)?;
     lame.flush(&mut out)?;
     Ok(out)
 }

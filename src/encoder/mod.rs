@@ -8,7 +8,7 @@
 
 mod lame;
 
-pub use lame::{encode_file, FileTags, Lame, LameError, LameSettings};
+pub use lame::{encode_file, encode_file_planar, FileTags, Lame, LameError, LameSettings};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
-use super::{demo_specs, render_reusing};
+use super::{demo_specs, render_planar};
 use crate::catalog::{has_audio, CatalogError};
-use crate::encoder::{encode_file, FileTags, LameSettings};
+use crate::encoder::{encode_file_planar, FileTags, LameSettings};
 use crate::units::SampleRate;
 
 /// LAME quality for the demo files: fast, since they are made on first start.
@@ -49,8 +49,10 @@ pub fn ensure_demo_library(library: &Path, demo: &Path, seconds: f64, on_start: 
     let specs = demo_specs(seconds);
     let rate = SampleRate::CD;
     let settings = LameSettings { sample_rate: rate.0, bitrate_kbps: 128, quality: DEMO_QUALITY };
-    // Each track is synthesised whole (about 80 MB at its peak): two at a
-    // time at most, so a first start stays within the station's memory.
+    // Each track is synthesised whole, as two planar channels (about 55 MB
+    // for 150 s) that the next track reuses and the encoder reads as they
+    // are: one track at a time, so a first start stays within the
+    // station's memory.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(DEMO_WORKERS);
     let results: Vec<Result<(), CatalogError>> = std::thread::scope(|s| {
         let chunks: Vec<_> = specs.chunks(specs.len().div_ceil(workers)).collect();
@@ -58,11 +60,12 @@ pub fn ensure_demo_library(library: &Path, demo: &Path, seconds: f64, on_start: 
             .into_iter()
             .map(|chunk| {
                 s.spawn(move || -> Result<(), CatalogError> {
-                    let mut spare = Vec::new();
+                    let mut channels = Default::default();
                     for spec in chunk {
-                        let pcm = render_reusing(spec, rate, &mut spare);
+                        render_planar(spec, rate, &mut channels);
                         let tags = FileTags { title: &spec.title, artist: &spec.artist, album: "nonstop demo" };
-                        let mp3 = encode_file(settings, tags, &pcm).map_err(|e| CatalogError::Io {
+                        let [l, r] = &channels;
+                        let mp3 = encode_file_planar(settings, tags, l, r).map_err(|e| CatalogError::Io {
                             path: library.to_owned(),
                             source: std::io::Error::other(e.to_string()),
                         })?;

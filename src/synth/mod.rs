@@ -125,24 +125,33 @@ impl TrackSpec {
 /// `style.target_lufs` if set (peaks stay below full scale), otherwise
 /// peak-normalised to -3 dBFS.
 pub fn render(spec: &TrackSpec, rate: SampleRate) -> Vec<f32> {
-    let mut spare = Vec::new();
-    render_reusing(spec, rate, &mut spare)
+    let mut channels = Default::default();
+    render_planar(spec, rate, &mut channels);
+    let [l, r] = channels;
+    Mix { l, r, sr: rate.0 as f32 }.interleave()
 }
 
-/// `render`, with `spare` (a buffer of an earlier render, given back) for
-/// the right channel: rendering many tracks in a row then allocates the
-/// big buffers once, not per track.
-pub fn render_reusing(spec: &TrackSpec, rate: SampleRate, spare: &mut Vec<f32>) -> Vec<f32> {
+/// `render` into two planar buffers, left and right (their allocations
+/// are reused: rendering many tracks in a row then holds one track's
+/// channels at a time, never an interleaved copy as well).
+pub fn render_planar(spec: &TrackSpec, rate: SampleRate, channels: &mut [Vec<f32>; 2]) {
     let st = &spec.style;
     let sr = rate.0 as f32;
     let meter = st.meter.max(1) as usize;
     let beats = spec.beat_times();
     let music_end = *beats.last().expect("at least one beat");
     let total = ((music_end + 0.5 + st.lead_out_s) * sr as f64) as usize;
-    let mut r = std::mem::take(spare);
-    r.clear();
-    r.resize(total, 0.0);
-    let mut out = Mix { l: vec![0.0; total], r, sr };
+    let [mut l, mut r] = std::mem::take(channels);
+    for c in [&mut l, &mut r] {
+        if c.capacity() < total {
+            // Given back before the larger one is taken: growing in place
+            // would hold both at once.
+            *c = Vec::new();
+        }
+        c.clear();
+        c.resize(total, 0.0);
+    }
+    let mut out = Mix { l, r, sr };
     let mut rng = SmallRng::seed_from_u64(spec.seed);
     let bars = spec.bars();
 
@@ -243,12 +252,13 @@ pub fn render_reusing(spec: &TrackSpec, rate: SampleRate, spare: &mut Vec<f32>) 
             out.r[i] += n * st.noise * 1.7;
         }
     }
-    let (pcm, r) = out.interleave();
-    *spare = r;
-    match st.target_lufs {
-        Some(lufs) => normalise_loudness(pcm, rate, lufs),
-        None => normalise(pcm, 0.708),
-    }
+    let mut planar = [out.l, out.r];
+    let gain = match st.target_lufs {
+        Some(lufs) => loudness_gain(&planar, rate, lufs),
+        None => peak_gain(&planar, 0.708),
+    };
+    planar.iter_mut().flatten().for_each(|v| *v *= gain);
+    *channels = planar;
 }
 
 /// Integrated loudness (EBU R128) of interleaved stereo, LUFS.
@@ -258,27 +268,28 @@ pub fn loudness_lufs(pcm: &[f32], rate: SampleRate) -> f64 {
     meter.loudness_global().unwrap_or(f64::NEG_INFINITY)
 }
 
-/// Scales to `lufs`, measured with the same EBU R128 meter the analysis
-/// uses; if that would clip, scales down to a -1 dBFS peak instead.
-fn normalise_loudness(mut pcm: Vec<f32>, rate: SampleRate, lufs: f64) -> Vec<f32> {
-    let measured = loudness_lufs(&pcm, rate);
-    let peak = pcm.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let gain = (10f64.powf((lufs - measured) / 20.0) as f32).min(0.89 / peak.max(1e-9));
-    pcm.iter_mut().for_each(|v| *v *= gain);
-    pcm
+/// The gain to `lufs`, measured with the same EBU R128 meter the analysis
+/// uses; if that would clip, the gain to a -1 dBFS peak instead.
+fn loudness_gain(channels: &[Vec<f32>; 2], rate: SampleRate, lufs: f64) -> f32 {
+    let mut meter = ebur128::EbuR128::new(2, rate.0, ebur128::Mode::I).expect("valid meter settings");
+    meter.add_frames_planar_f32(&[&channels[0], &channels[1]]).expect("stereo frames");
+    let measured = meter.loudness_global().unwrap_or(f64::NEG_INFINITY);
+    (10f64.powf((lufs - measured) / 20.0) as f32).min(peak_gain(channels, 0.89))
 }
 
 fn midi_hz(note: i32) -> f32 {
     440.0 * 2f32.powf((note - 69) as f32 / 12.0)
 }
 
-fn normalise(mut samples: Vec<f32>, peak_target: f32) -> Vec<f32> {
-    let peak = samples.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+/// The gain that brings the higher peak of `channels` to `peak_target`
+/// (1 for silence).
+fn peak_gain(channels: &[Vec<f32>; 2], peak_target: f32) -> f32 {
+    let peak = channels.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
     if peak > 0.0 {
-        let g = peak_target / peak;
-        samples.iter_mut().for_each(|v| *v *= g);
+        peak_target / peak
+    } else {
+        1.0
     }
-    samples
 }
 
 /// Two planar buffers that instruments add into.
@@ -368,8 +379,7 @@ impl Mix {
 
     /// Interleaved stereo, built in the left buffer (a three-minute track
     /// is 30 MB a channel: no third buffer).
-    /// Returns the right channel's buffer too, for reuse.
-    fn interleave(self) -> (Vec<f32>, Vec<f32>) {
+    fn interleave(self) -> Vec<f32> {
         let Mix { mut l, r, .. } = self;
         let n = l.len();
         l.reserve_exact(n);
@@ -380,7 +390,7 @@ impl Mix {
             l[2 * i + 1] = r[i];
             l[2 * i] = l[i];
         }
-        (l, r)
+        l
     }
 }
 
