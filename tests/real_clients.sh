@@ -74,6 +74,14 @@ if [ "$rss_end" -lt $((rss_start + rss_start / 2 + 20000)) ]; then
 else
   fail "RSS grew from $rss_start kB to $rss_end kB in 60 s"
 fi
+# DESIGN.md: peak under 128 MiB with the demo library. The high-water mark
+# since start covers the first start's demo synthesis and analysis too.
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+if [ "$hwm" -lt $((128 * 1024)) ]; then
+  pass "peak memory since the first start (demo made, analysed, 60 s streamed): $((hwm / 1024)) MiB, under 128"
+else
+  fail "peak memory since the first start: $((hwm / 1024)) MiB, over 128"
+fi
 
 timeout 20 mpg123 -v -t -n 300 "$url" >"$work/mpg123.out" 2>&1 || true
 if grep -q "StreamTitle=" "$work/mpg123.out" || grep -qi "ICY-META" "$work/mpg123.out"; then
@@ -191,6 +199,12 @@ if "$bin" render --minutes 6 --out "$work/render.mp3" --data "$work/data" >"$wor
     pass "ffmpeg decoded a 6-minute render with transitions (${dur} s) with zero errors"
   else
     fail "render: duration $dur, ffmpeg: $(head -3 "$work/render.ff")"
+  fi
+  peak=$(sed -n 's/^peak memory (RSS): \([0-9.]*\) MiB$/\1/p' "$work/render.out")
+  if [ -n "$peak" ] && python3 -c "import sys; sys.exit(0 if float('$peak') < 128 else 1)"; then
+    pass "render's peak memory ${peak} MiB, under 128"
+  else
+    fail "render's peak memory '${peak}' MiB, not under 128"
   fi
 else
   fail "render: $(tail -3 "$work/render.err")"
