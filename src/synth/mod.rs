@@ -127,8 +127,22 @@ impl TrackSpec {
 pub fn render(spec: &TrackSpec, rate: SampleRate) -> Vec<f32> {
     let mut channels = Default::default();
     render_planar(spec, rate, &mut channels);
-    let [l, r] = channels;
-    Mix { l, r, sr: rate.0 as f32 }.interleave()
+    interleave(channels)
+}
+
+/// Interleaved stereo, built in the left channel's buffer (a three-minute
+/// track is 30 MB a channel: no third buffer).
+fn interleave([mut l, r]: [Vec<f32>; 2]) -> Vec<f32> {
+    let n = l.len();
+    l.reserve_exact(n);
+    l.resize(2 * n, 0.0);
+    // Backwards, so frame i is read before anything is written over it
+    // (frame i lands at 2i and 2i + 1, never below i).
+    for i in (0..n).rev() {
+        l[2 * i + 1] = r[i];
+        l[2 * i] = l[i];
+    }
+    l
 }
 
 /// `render` into two planar buffers, left and right (their allocations
@@ -375,22 +389,6 @@ impl Mix {
             let v = (TAU * hz * x).sin() + 0.6 * (TAU * hz * 1.003 * x).sin() + 0.25 * (TAU * hz * 2.0 * x).sin();
             self.add(i, v * env * gain, pan);
         }
-    }
-
-    /// Interleaved stereo, built in the left buffer (a three-minute track
-    /// is 30 MB a channel: no third buffer).
-    fn interleave(self) -> Vec<f32> {
-        let Mix { mut l, r, .. } = self;
-        let n = l.len();
-        l.reserve_exact(n);
-        l.resize(2 * n, 0.0);
-        // Backwards, so frame i is read before anything is written over it
-        // (frame i lands at 2i and 2i + 1, never below i).
-        for i in (0..n).rev() {
-            l[2 * i + 1] = r[i];
-            l[2 * i] = l[i];
-        }
-        l
     }
 }
 
