@@ -17,8 +17,6 @@ use crate::units::SampleRate;
 
 /// LAME quality for the demo files: fast, since they are made on first start.
 const DEMO_QUALITY: u8 = 7;
-/// Tracks synthesised at once.
-const DEMO_WORKERS: usize = 1;
 
 /// Makes the demo library in `demo` if `library` holds no audio (links
 /// followed) and there is no complete demo library yet. Returns whether a
@@ -53,32 +51,16 @@ pub fn ensure_demo_library(library: &Path, demo: &Path, seconds: f64, on_start: 
     // for 150 s) that the next track reuses and the encoder reads as they
     // are: one track at a time, so a first start stays within the
     // station's memory.
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(DEMO_WORKERS);
-    let results: Vec<Result<(), CatalogError>> = std::thread::scope(|s| {
-        let chunks: Vec<_> = specs.chunks(specs.len().div_ceil(workers)).collect();
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                s.spawn(move || -> Result<(), CatalogError> {
-                    let mut channels = Default::default();
-                    for spec in chunk {
-                        render_planar(spec, rate, &mut channels);
-                        let tags = FileTags { title: &spec.title, artist: &spec.artist, album: "nonstop demo" };
-                        let [l, r] = &channels;
-                        let mp3 = encode_file_planar(settings, tags, l, r).map_err(|e| CatalogError::Io {
-                            path: library.to_owned(),
-                            source: std::io::Error::other(e.to_string()),
-                        })?;
-                        let path = library.join(format!("{} - {}.mp3", spec.artist, spec.title));
-                        std::fs::write(&path, &mp3).map_err(|source| CatalogError::Io { path: path.clone(), source })?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("demo writer panicked")).collect()
-    });
-    results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut channels = Default::default();
+    for spec in &specs {
+        render_planar(spec, rate, &mut channels);
+        let tags = FileTags { title: &spec.title, artist: &spec.artist, album: "nonstop demo" };
+        let [l, r] = &channels;
+        let mp3 = encode_file_planar(settings, tags, l, r)
+            .map_err(|e| CatalogError::Io { path: library.to_owned(), source: std::io::Error::other(e.to_string()) })?;
+        let path = library.join(format!("{} - {}.mp3", spec.artist, spec.title));
+        std::fs::write(&path, &mp3).map_err(|source| CatalogError::Io { path: path.clone(), source })?;
+    }
     std::fs::rename(&partial, demo).map_err(io(demo))?;
     Ok(true)
 }

@@ -277,17 +277,21 @@ pub fn render_planar(spec: &TrackSpec, rate: SampleRate, channels: &mut [Vec<f32
 
 /// Integrated loudness (EBU R128) of interleaved stereo, LUFS.
 pub fn loudness_lufs(pcm: &[f32], rate: SampleRate) -> f64 {
+    integrated_lufs(rate, |meter| meter.add_frames_f32(pcm))
+}
+
+/// Integrated loudness (EBU R128) of the stereo frames `feed` gives the
+/// meter, LUFS.
+fn integrated_lufs(rate: SampleRate, feed: impl FnOnce(&mut ebur128::EbuR128) -> Result<(), ebur128::Error>) -> f64 {
     let mut meter = ebur128::EbuR128::new(2, rate.0, ebur128::Mode::I).expect("valid meter settings");
-    meter.add_frames_f32(pcm).expect("stereo frames");
+    feed(&mut meter).expect("stereo frames");
     meter.loudness_global().unwrap_or(f64::NEG_INFINITY)
 }
 
 /// The gain to `lufs`, measured with the same EBU R128 meter the analysis
 /// uses; if that would clip, the gain to a -1 dBFS peak instead.
 fn loudness_gain(channels: &[Vec<f32>; 2], rate: SampleRate, lufs: f64) -> f32 {
-    let mut meter = ebur128::EbuR128::new(2, rate.0, ebur128::Mode::I).expect("valid meter settings");
-    meter.add_frames_planar_f32(&[&channels[0], &channels[1]]).expect("stereo frames");
-    let measured = meter.loudness_global().unwrap_or(f64::NEG_INFINITY);
+    let measured = integrated_lufs(rate, |meter| meter.add_frames_planar_f32(&[&channels[0], &channels[1]]));
     (10f64.powf((lufs - measured) / 20.0) as f32).min(peak_gain(channels, 0.89))
 }
 
