@@ -127,6 +127,42 @@ pub struct Decoder {
     pub bad_packets: u64,
     /// Set once decoding failed: the error, repeated on every later call.
     failed: Option<String>,
+    /// Decoded frames still to leave out at the start (an MP4's edit list).
+    skip: u64,
+    /// Frames still to give out after those, where the container says
+    /// where the track ends (an MP4's edit list); `None`: to the end.
+    left: Option<u64>,
+}
+
+/// Where an MP4 (M4A) file's edit list says its audio starts and how long
+/// it plays, in frames at `rate`: (frames to leave out, frames to play).
+/// An AAC encoder puts some 1,024–2,112 frames of its own ahead of the
+/// music and says so only there, and symphonia does not read it: left in,
+/// every beat of an M4A sits 23–48 ms late against its source. `None` for
+/// any other file, or an MP4 without an edit list.
+fn mp4_edit(path: &Path, rate: u32) -> Option<(u64, Option<u64>)> {
+    let mut file = std::io::BufReader::new(File::open(path).ok()?);
+    let mut head = [0u8; 8];
+    std::io::Read::read_exact(&mut file, &mut head).ok()?;
+    if &head[4..8] != b"ftyp" {
+        return None;
+    }
+    std::io::Seek::rewind(&mut file).ok()?;
+    let movie = mp4parse::read_mp4(&mut file).ok()?;
+    let track = movie.tracks.iter().find(|t| t.track_type == mp4parse::TrackType::Audio)?;
+    let frames = |t: u64, scale: u64| (scale > 0).then(|| (t as u128 * rate as u128 / scale as u128) as u64);
+    let skip = frames(track.media_time?.0, track.timescale?.0)?;
+    let play = track.edited_duration.zip(movie.timescale).and_then(|(d, s)| frames(d.0, s.0)).filter(|n| *n > 0);
+    Some((skip, play))
+}
+
+/// The same from iTunes' gapless tag, which its encoder writes instead of
+/// an edit list: `iTunSMPB`, hexadecimal fields of which the second is the
+/// encoder's delay and the fourth the music's length, in frames.
+fn itunes_gapless(value: &str) -> Option<(u64, Option<u64>)> {
+    let fields: Vec<u64> = value.split_whitespace().map(|f| u64::from_str_radix(f, 16)).collect::<Result<_, _>>().ok()?;
+    let (delay, length) = (*fields.get(1)?, *fields.get(3)?);
+    (delay > 0).then_some((delay, (length > 0).then_some(length)))
 }
 
 /// Left and right weights of each channel for a stereo downmix (ITU-R
@@ -208,11 +244,16 @@ impl Decoder {
     fn open_unchecked(path: &Path) -> Result<Decoder, AudioError> {
         let mut probed = probe(path)?;
         let mut tags = Tags::default();
-        if let Some(rev) = probed.format.metadata().current() {
+        let mut itunes = None;
+        let mut absorb = |rev: &MetadataRevision| {
             tags.absorb(rev);
+            itunes = itunes.take().or_else(|| rev.tags().iter().find(|t| t.key.ends_with("iTunSMPB")).and_then(|t| itunes_gapless(&t.value.to_string())));
+        };
+        if let Some(rev) = probed.format.metadata().current() {
+            absorb(rev);
         }
         if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
-            tags.absorb(rev);
+            absorb(rev);
         }
         let format = probed.format;
         let track = format
@@ -239,6 +280,12 @@ impl Decoder {
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| AudioError::Unsupported(e.to_string()))?;
         let declared_frames = track.codec_params.n_frames;
+        // Where symphonia knows the encoder's delay (an MP3's LAME header)
+        // it leaves it out itself; an MP4's edit list it does not read.
+        let (skip, left) = match track.codec_params.delay {
+            Some(d) if d > 0 => (0, None),
+            _ => mp4_edit(path, rate).filter(|e| e.0 > 0).or(itunes).unwrap_or((0, None)),
+        };
         Ok(Decoder {
             declared_frames,
             track_id: track.id,
@@ -249,6 +296,8 @@ impl Decoder {
             buffer: None,
             bad_packets: 0,
             failed: None,
+            skip,
+            left,
         })
     }
 
@@ -342,6 +391,21 @@ impl Decoder {
                     }
                 }
             }
+            // The edit list's start and end.
+            let drop = (self.skip as usize).min(out.len() / 2);
+            self.skip -= drop as u64;
+            out.drain(..drop * 2);
+            if let Some(left) = &mut self.left {
+                let keep = (*left as usize).min(out.len() / 2);
+                *left -= keep as u64;
+                out.truncate(keep * 2);
+            }
+            if out.is_empty() {
+                if self.left == Some(0) {
+                    return Ok(None);
+                }
+                continue;
+            }
             return Ok(Some(out));
         }
     }
@@ -370,5 +434,28 @@ mod tests {
         // worth of rounding in the header.
         let seconds = left.len() as f64 / rate;
         assert!((seconds - 2.0).abs() < 0.002, "{seconds:.4} s decoded of 2");
+    }
+
+    /// `tests/data/clicks_aac.m4a`: the same clicks (0.5, 1.0, 1.5 s; 2 s,
+    /// 44.1 kHz mono) through ffmpeg's AAC encoder at 64 kbit/s, whose
+    /// 1,024 frames of delay only the MP4 edit list tells.
+    /// `clicks_aac_itunes.m4a` is that file with the edit list renamed to
+    /// a `free` box and the delay and length in an `iTunSMPB` tag instead,
+    /// as iTunes writes them.
+    #[test]
+    fn an_m4as_encoder_delay_is_not_part_of_the_track() {
+        for file in ["clicks_aac.m4a", "clicks_aac_itunes.m4a"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
+            let mut d = Decoder::open(&path).unwrap();
+            let rate = d.sample_rate().0 as f64;
+            let mut left = Vec::new();
+            while let Some(block) = d.next_block().unwrap() {
+                left.extend(block.iter().step_by(2).copied());
+            }
+            let first = left.iter().position(|v| v.abs() > 0.1).unwrap() as f64 / rate;
+            assert!((0.5..0.5015).contains(&first), "{file}: the first click starts at {first:.4} s, not 0.5");
+            let seconds = left.len() as f64 / rate;
+            assert!((seconds - 2.0).abs() < 0.002, "{file}: {seconds:.4} s decoded of 2");
+        }
     }
 }
