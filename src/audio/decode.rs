@@ -205,9 +205,14 @@ fn probe(path: &Path) -> Result<symphonia::core::probe::ProbeResult, AudioError>
     // not audio. Left in, an MP3's every beat sits some 50 ms late against
     // its source, and the track leads in and ends on silence of its own.
     let options = FormatOptions { enable_gapless: true, ..Default::default() };
-    symphonia::default::get_probe()
-        .format(&hint, mss, &options, &MetadataOptions::default())
-        .map_err(|e| AudioError::Unsupported(e.to_string()))
+    symphonia::default::get_probe().format(&hint, mss, &options, &MetadataOptions::default()).map_err(|e| match e {
+        // The probe read to the end without finding a container it knows
+        // (WavPack, MP2, a text file): say that, not "end of stream".
+        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            AudioError::Unsupported("no container or stream this decoder knows".into())
+        }
+        e => AudioError::Unsupported(e.to_string()),
+    })
 }
 
 /// Cover art larger than this is not served.
