@@ -12,16 +12,18 @@ async fn corrupt_files_are_reported_and_skipped() {
             std::fs::write(lib.join("broken.mp3"), noise).unwrap();
             std::fs::write(lib.join("empty.flac"), b"").unwrap();
             std::fs::write(lib.join("notes.txt"), b"not audio").unwrap();
+            // A format the decoder does not read is listed, not passed over.
+            std::fs::write(lib.join("voice.opus"), b"OggS not really").unwrap();
         },
         |_| {},
     )
     .await;
     let s = status(t.addr).await;
-    assert_eq!(s["library"]["tracks"], 5, "{s}");
+    assert_eq!(s["library"]["tracks"], 6, "{s}");
     assert_eq!(s["library"]["playable"], 3);
-    assert_eq!(s["library"]["failed"], 2);
+    assert_eq!(s["library"]["failed"], 3);
     let failed = s["library"]["failed_files"].as_array().unwrap();
-    for name in ["broken.mp3", "empty.flac"] {
+    for name in ["broken.mp3", "empty.flac", "voice.opus"] {
         let f = failed.iter().find(|f| f["path"].as_str().unwrap().ends_with(name)).expect(name);
         assert!(!f["error"].as_str().unwrap().is_empty(), "{f}");
     }

@@ -444,6 +444,49 @@ mod tests {
     /// `tests/data/clicks_aac.m4a`: the same clicks (0.5, 1.0, 1.5 s; 2 s,
     /// 44.1 kHz mono) through ffmpeg's AAC encoder at 64 kbit/s, whose
     /// 1,024 frames of delay only the MP4 edit list tells.
+    /// An AIFF (big-endian PCM, as Apple's tools and many DJ libraries keep
+    /// their music) is found by the scan and decoded.
+    #[test]
+    fn an_aiff_is_audio() {
+        let rate = 44_100u32;
+        let samples: Vec<i16> = (0..rate as usize)
+            .map(|i| if (i % 22_050) < 40 { (10_000.0 * (i as f32 * 0.3).sin()) as i16 } else { 0 })
+            .collect();
+        let mut comm = Vec::new();
+        comm.extend(1u16.to_be_bytes());
+        comm.extend((samples.len() as u32).to_be_bytes());
+        comm.extend(16u16.to_be_bytes());
+        // 44,100 as an 80-bit extended float.
+        comm.extend([0x40, 0x0E, 0xAC, 0x44, 0, 0, 0, 0, 0, 0]);
+        let mut ssnd = vec![0u8; 8];
+        samples.iter().for_each(|v| ssnd.extend(v.to_be_bytes()));
+        let mut form = b"AIFF".to_vec();
+        for (id, body) in [(b"COMM", comm), (b"SSND", ssnd)] {
+            form.extend(id);
+            form.extend((body.len() as u32).to_be_bytes());
+            form.extend(body);
+        }
+        let mut file = b"FORM".to_vec();
+        file.extend((form.len() as u32).to_be_bytes());
+        file.extend(form);
+        let dir = std::env::temp_dir().join(format!("nonstop-aiff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("Clicks.AIFF");
+        std::fs::write(&path, file).unwrap();
+        assert!(crate::audio::is_audio_path(&path));
+        let mut d = Decoder::open(&path).unwrap();
+        assert_eq!(d.sample_rate().0, rate);
+        let mut left = Vec::new();
+        while let Some(block) = d.next_block().unwrap() {
+            left.extend(block.iter().step_by(2).copied());
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(left.len(), rate as usize);
+        let loud: Vec<usize> = (0..left.len()).filter(|&i| left[i].abs() > 0.1 && (i == 0 || left[i - 1].abs() <= 0.1)).collect();
+        assert_eq!(loud.first().map(|i| i / 22_050), Some(0));
+        assert!(loud.iter().any(|&i| (22_050..22_100).contains(&i)), "{loud:?}");
+    }
+
     /// `clicks_aac_itunes.m4a` is that file with the edit list renamed to
     /// a `free` box and the delay and length in an `iTunSMPB` tag instead,
     /// as iTunes writes them.
