@@ -156,6 +156,54 @@ fn mp4_edit(path: &Path, rate: u32) -> Option<(u64, Option<u64>)> {
     Some((skip, play))
 }
 
+/// What symphonia's AIFF reader gets wrong or leaves out of an AIFF file.
+struct AiffInfo {
+    /// The COMM chunk's frame count. Symphonia counts the SSND chunk's
+    /// 8-byte header as sound and so reads the first 8 bytes of the chunk
+    /// after it (an ID3 tag's "ID3 " and size) as a few loud samples.
+    frames: Option<u64>,
+    /// The ID3 tag of its `ID3 ` chunk (where iTunes, Rekordbox and ffmpeg
+    /// write title and artist), which symphonia passes over.
+    id3: Option<MetadataRevision>,
+}
+
+/// `None` for a file that is not an AIFF.
+fn aiff_info(path: &Path) -> Option<AiffInfo> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).ok()?;
+    let mut head = [0u8; 12];
+    file.read_exact(&mut head).ok()?;
+    if &head[0..4] != b"FORM" || !matches!(&head[8..12], b"AIFF" | b"AIFC") {
+        return None;
+    }
+    let mut info = AiffInfo { frames: None, id3: None };
+    let mut chunk = [0u8; 8];
+    while file.read_exact(&mut chunk).is_ok() {
+        let size = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]) as u64;
+        let mut body = Vec::new();
+        let wanted = matches!(&chunk[0..4], b"COMM" | b"ID3 " | b"id3 ");
+        if wanted && (&mut file).take(size.min(MAX_ARTWORK_BYTES as u64 * 2)).read_to_end(&mut body).is_err() {
+            break;
+        }
+        match &chunk[0..4] {
+            // Channels (2 bytes), then the frames (4).
+            b"COMM" if body.len() >= 6 => info.frames = Some(u32::from_be_bytes([body[2], body[3], body[4], body[5]]) as u64),
+            b"ID3 " | b"id3 " => {
+                let mut builder = symphonia::core::meta::MetadataBuilder::new();
+                let read = symphonia_metadata::id3v2::read_id3v2(&mut symphonia::core::io::BufReader::new(&body), &mut builder);
+                info.id3 = read.ok().map(|_| builder.metadata());
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        let rest = size.saturating_sub(body.len() as u64) + (size & 1);
+        if file.seek(SeekFrom::Current(rest as i64)).is_err() {
+            break;
+        }
+    }
+    Some(info)
+}
+
 /// The same from iTunes' gapless tag, which its encoder writes instead of
 /// an edit list: `iTunSMPB`, hexadecimal fields of which the second is the
 /// encoder's delay and the fourth the music's length, in frames.
@@ -260,6 +308,10 @@ impl Decoder {
         if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
             absorb(rev);
         }
+        let aiff = aiff_info(path);
+        if let Some(rev) = aiff.as_ref().and_then(|a| a.id3.as_ref()) {
+            absorb(rev);
+        }
         let format = probed.format;
         let track = format
             .tracks()
@@ -287,10 +339,13 @@ impl Decoder {
         let declared_frames = track.codec_params.n_frames;
         // Where symphonia knows the encoder's delay (an MP3's LAME header)
         // it leaves it out itself; an MP4's edit list it does not read.
-        let (skip, left) = match track.codec_params.delay {
+        let (skip, mut left) = match track.codec_params.delay {
             Some(d) if d > 0 => (0, None),
             _ => mp4_edit(path, rate).filter(|e| e.0 > 0).or(itunes).unwrap_or((0, None)),
         };
+        if let Some(frames) = aiff.and_then(|a| a.frames) {
+            left = Some(left.map_or(frames, |l| l.min(frames)));
+        }
         Ok(Decoder {
             declared_frames,
             track_id: track.id,
@@ -445,7 +500,8 @@ mod tests {
     /// 44.1 kHz mono) through ffmpeg's AAC encoder at 64 kbit/s, whose
     /// 1,024 frames of delay only the MP4 edit list tells.
     /// An AIFF (big-endian PCM, as Apple's tools and many DJ libraries keep
-    /// their music) is found by the scan and decoded.
+    /// their music) is found by the scan and decoded to its last frame and
+    /// no further, with the title and artist of its ID3 chunk.
     #[test]
     fn an_aiff_is_audio() {
         let rate = 44_100u32;
@@ -460,8 +516,11 @@ mod tests {
         comm.extend([0x40, 0x0E, 0xAC, 0x44, 0, 0, 0, 0, 0, 0]);
         let mut ssnd = vec![0u8; 8];
         samples.iter().for_each(|v| ssnd.extend(v.to_be_bytes()));
+        // After the sound, as ffmpeg and iTunes put it: its first 8 bytes
+        // ("ID3 " and the size) must not be read as 4 loud samples.
+        let id3 = crate::synth::faults::id3v24(&[(b"TIT2", "Clicks in AIFF"), (b"TPE1", "The Metronomes")]);
         let mut form = b"AIFF".to_vec();
-        for (id, body) in [(b"COMM", comm), (b"SSND", ssnd)] {
+        for (id, body) in [(b"COMM", comm), (b"SSND", ssnd), (b"ID3 ", id3)] {
             form.extend(id);
             form.extend((body.len() as u32).to_be_bytes());
             form.extend(body);
@@ -476,6 +535,7 @@ mod tests {
         assert!(crate::audio::is_audio_path(&path));
         let mut d = Decoder::open(&path).unwrap();
         assert_eq!(d.sample_rate().0, rate);
+        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks in AIFF"), Some("The Metronomes")));
         let mut left = Vec::new();
         while let Some(block) = d.next_block().unwrap() {
             left.extend(block.iter().step_by(2).copied());
