@@ -278,6 +278,9 @@ pub fn artwork(path: &Path) -> Result<Option<(String, Vec<u8>)>, AudioError> {
         if let Some(rev) = probed.format.metadata().current() {
             visuals.extend(rev.visuals().iter().cloned());
         }
+        if let Some(rev) = aiff_info(path).and_then(|a| a.id3) {
+            visuals.extend(rev.visuals().iter().cloned());
+        }
         let front = visuals.iter().position(|v| v.usage == Some(symphonia::core::meta::StandardVisualKey::FrontCover));
         let Some(v) = front.or((!visuals.is_empty()).then_some(0)).map(|i| visuals.swap_remove(i)) else { return Ok(None) };
         if v.data.len() > MAX_ARTWORK_BYTES || !v.media_type.starts_with("image/") {
@@ -518,7 +521,18 @@ mod tests {
         samples.iter().for_each(|v| ssnd.extend(v.to_be_bytes()));
         // After the sound, as ffmpeg and iTunes put it: its first 8 bytes
         // ("ID3 " and the size) must not be read as 4 loud samples.
-        let id3 = crate::synth::faults::id3v24(&[(b"TIT2", "Clicks in AIFF"), (b"TPE1", "The Metronomes")]);
+        let mut id3 = crate::synth::faults::id3v24(&[(b"TIT2", "Clicks in AIFF"), (b"TPE1", "The Metronomes")]);
+        // And a front cover (an APIC frame; under 128 bytes, its size is
+        // the same synchsafe or plain).
+        let mut apic = b"\0image/png\0\x03\0".to_vec();
+        apic.extend(b"\x89PNG not really");
+        let mut frame = b"APIC".to_vec();
+        frame.extend((apic.len() as u32).to_be_bytes());
+        frame.extend([0, 0]);
+        frame.extend(apic);
+        let size = (id3.len() - 10 + frame.len()) as u32;
+        id3[6..10].copy_from_slice(&[(size >> 21) as u8 & 0x7f, (size >> 14) as u8 & 0x7f, (size >> 7) as u8 & 0x7f, size as u8 & 0x7f]);
+        id3.extend(frame);
         let mut form = b"AIFF".to_vec();
         for (id, body) in [(b"COMM", comm), (b"SSND", ssnd), (b"ID3 ", id3)] {
             form.extend(id);
@@ -536,6 +550,8 @@ mod tests {
         let mut d = Decoder::open(&path).unwrap();
         assert_eq!(d.sample_rate().0, rate);
         assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks in AIFF"), Some("The Metronomes")));
+        let (media, bytes) = artwork(&path).unwrap().expect("the cover");
+        assert_eq!((media.as_str(), &bytes[..4]), ("image/png", &b"\x89PNG"[..]));
         let mut left = Vec::new();
         while let Some(block) = d.next_block().unwrap() {
             left.extend(block.iter().step_by(2).copied());
