@@ -156,30 +156,33 @@ fn mp4_edit(path: &Path, rate: u32) -> Option<(u64, Option<u64>)> {
     Some((skip, play))
 }
 
-/// What symphonia's AIFF reader gets wrong or leaves out of an AIFF file.
-struct AiffInfo {
-    /// The COMM chunk's frame count. Symphonia counts the SSND chunk's
-    /// 8-byte header as sound and so reads the first 8 bytes of the chunk
-    /// after it (an ID3 tag's "ID3 " and size) as a few loud samples.
+/// What symphonia's AIFF and WAV readers get wrong or leave out.
+struct ChunkInfo {
+    /// An AIFF's COMM chunk's frame count. Symphonia counts the SSND
+    /// chunk's 8-byte header as sound and so reads the first 8 bytes of the
+    /// chunk after it (an ID3 tag's "ID3 " and size) as a few loud samples.
     frames: Option<u64>,
-    /// The ID3 tag of its `ID3 ` chunk (where iTunes, Rekordbox and ffmpeg
-    /// write title and artist), which symphonia passes over.
+    /// The ID3 tag of an `ID3 ` chunk (where iTunes, Rekordbox, Mp3tag and
+    /// ffmpeg write title, artist and cover), which symphonia passes over.
     id3: Option<MetadataRevision>,
 }
 
-/// `None` for a file that is not an AIFF.
-fn aiff_info(path: &Path) -> Option<AiffInfo> {
+/// `None` for a file that is neither an AIFF nor a WAV.
+fn chunk_info(path: &Path) -> Option<ChunkInfo> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = File::open(path).ok()?;
     let mut head = [0u8; 12];
     file.read_exact(&mut head).ok()?;
-    if &head[0..4] != b"FORM" || !matches!(&head[8..12], b"AIFF" | b"AIFC") {
-        return None;
-    }
-    let mut info = AiffInfo { frames: None, id3: None };
+    let big_endian = match (&head[0..4], &head[8..12]) {
+        (b"FORM", b"AIFF" | b"AIFC") => true,
+        (b"RIFF", b"WAVE") => false,
+        _ => return None,
+    };
+    let mut info = ChunkInfo { frames: None, id3: None };
     let mut chunk = [0u8; 8];
     while file.read_exact(&mut chunk).is_ok() {
-        let size = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]) as u64;
+        let size = [chunk[4], chunk[5], chunk[6], chunk[7]];
+        let size = if big_endian { u32::from_be_bytes(size) } else { u32::from_le_bytes(size) } as u64;
         let mut body = Vec::new();
         let wanted = matches!(&chunk[0..4], b"COMM" | b"ID3 " | b"id3 ");
         if wanted && (&mut file).take(size.min(MAX_ARTWORK_BYTES as u64 * 2)).read_to_end(&mut body).is_err() {
@@ -187,7 +190,9 @@ fn aiff_info(path: &Path) -> Option<AiffInfo> {
         }
         match &chunk[0..4] {
             // Channels (2 bytes), then the frames (4).
-            b"COMM" if body.len() >= 6 => info.frames = Some(u32::from_be_bytes([body[2], body[3], body[4], body[5]]) as u64),
+            b"COMM" if big_endian && body.len() >= 6 => {
+                info.frames = Some(u32::from_be_bytes([body[2], body[3], body[4], body[5]]) as u64)
+            }
             b"ID3 " | b"id3 " => {
                 let mut builder = symphonia::core::meta::MetadataBuilder::new();
                 let read = symphonia_metadata::id3v2::read_id3v2(&mut symphonia::core::io::BufReader::new(&body), &mut builder);
@@ -278,7 +283,7 @@ pub fn artwork(path: &Path) -> Result<Option<(String, Vec<u8>)>, AudioError> {
         if let Some(rev) = probed.format.metadata().current() {
             visuals.extend(rev.visuals().iter().cloned());
         }
-        if let Some(rev) = aiff_info(path).and_then(|a| a.id3) {
+        if let Some(rev) = chunk_info(path).and_then(|a| a.id3) {
             visuals.extend(rev.visuals().iter().cloned());
         }
         let front = visuals.iter().position(|v| v.usage == Some(symphonia::core::meta::StandardVisualKey::FrontCover));
@@ -311,8 +316,8 @@ impl Decoder {
         if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
             absorb(rev);
         }
-        let aiff = aiff_info(path);
-        if let Some(rev) = aiff.as_ref().and_then(|a| a.id3.as_ref()) {
+        let chunks = chunk_info(path);
+        if let Some(rev) = chunks.as_ref().and_then(|a| a.id3.as_ref()) {
             absorb(rev);
         }
         let format = probed.format;
@@ -346,7 +351,7 @@ impl Decoder {
             Some(d) if d > 0 => (0, None),
             _ => mp4_edit(path, rate).filter(|e| e.0 > 0).or(itunes).unwrap_or((0, None)),
         };
-        if let Some(frames) = aiff.and_then(|a| a.frames) {
+        if let Some(frames) = chunks.and_then(|a| a.frames) {
             left = Some(left.map_or(frames, |l| l.min(frames)));
         }
         Ok(Decoder {
@@ -503,25 +508,16 @@ mod tests {
     /// 44.1 kHz mono) through ffmpeg's AAC encoder at 64 kbit/s, whose
     /// 1,024 frames of delay only the MP4 edit list tells.
     /// An AIFF (big-endian PCM, as Apple's tools and many DJ libraries keep
-    /// their music) is found by the scan and decoded to its last frame and
-    /// no further, with the title and artist of its ID3 chunk.
+    /// their music) and a WAV are found by the scan and decoded to their
+    /// last frame and no further, with the title, artist and cover of an
+    /// ID3 chunk after the sound (as ffmpeg, iTunes and Mp3tag put it).
     #[test]
-    fn an_aiff_is_audio() {
+    fn aiff_and_wav_with_an_id3_chunk() {
         let rate = 44_100u32;
         let samples: Vec<i16> = (0..rate as usize)
             .map(|i| if (i % 22_050) < 40 { (10_000.0 * (i as f32 * 0.3).sin()) as i16 } else { 0 })
             .collect();
-        let mut comm = Vec::new();
-        comm.extend(1u16.to_be_bytes());
-        comm.extend((samples.len() as u32).to_be_bytes());
-        comm.extend(16u16.to_be_bytes());
-        // 44,100 as an 80-bit extended float.
-        comm.extend([0x40, 0x0E, 0xAC, 0x44, 0, 0, 0, 0, 0, 0]);
-        let mut ssnd = vec![0u8; 8];
-        samples.iter().for_each(|v| ssnd.extend(v.to_be_bytes()));
-        // After the sound, as ffmpeg and iTunes put it: its first 8 bytes
-        // ("ID3 " and the size) must not be read as 4 loud samples.
-        let mut id3 = crate::synth::faults::id3v24(&[(b"TIT2", "Clicks in AIFF"), (b"TPE1", "The Metronomes")]);
+        let mut id3 = crate::synth::faults::id3v24(&[(b"TIT2", "Clicks"), (b"TPE1", "The Metronomes")]);
         // And a front cover (an APIC frame; under 128 bytes, its size is
         // the same synchsafe or plain).
         let mut apic = b"\0image/png\0\x03\0".to_vec();
@@ -533,34 +529,61 @@ mod tests {
         let size = (id3.len() - 10 + frame.len()) as u32;
         id3[6..10].copy_from_slice(&[(size >> 21) as u8 & 0x7f, (size >> 14) as u8 & 0x7f, (size >> 7) as u8 & 0x7f, size as u8 & 0x7f]);
         id3.extend(frame);
-        let mut form = b"AIFF".to_vec();
-        for (id, body) in [(b"COMM", comm), (b"SSND", ssnd), (b"ID3 ", id3)] {
-            form.extend(id);
-            form.extend((body.len() as u32).to_be_bytes());
-            form.extend(body);
+        // Chunks of a FORM (big-endian) or RIFF (little-endian) file.
+        let container = |outer: &[u8; 4], kind: &[u8; 4], big: bool, chunks: Vec<(&[u8; 4], Vec<u8>)>| {
+            let size = |n: usize| if big { (n as u32).to_be_bytes() } else { (n as u32).to_le_bytes() };
+            let mut form = kind.to_vec();
+            for (id, body) in chunks {
+                form.extend(id);
+                form.extend(size(body.len()));
+                form.extend(body);
+            }
+            let mut file = outer.to_vec();
+            file.extend(size(form.len()));
+            file.extend(form);
+            file
+        };
+        let mut comm = Vec::new();
+        comm.extend(1u16.to_be_bytes());
+        comm.extend((samples.len() as u32).to_be_bytes());
+        comm.extend(16u16.to_be_bytes());
+        // 44,100 as an 80-bit extended float.
+        comm.extend([0x40, 0x0E, 0xAC, 0x44, 0, 0, 0, 0, 0, 0]);
+        let mut ssnd = vec![0u8; 8];
+        samples.iter().for_each(|v| ssnd.extend(v.to_be_bytes()));
+        // After the sound, the ID3 chunk's first 8 bytes ("ID3 " and the
+        // size) must not be read as 4 loud samples.
+        let aiff = container(b"FORM", b"AIFF", true, vec![(b"COMM", comm), (b"SSND", ssnd), (b"ID3 ", id3.clone())]);
+        let mut fmt = Vec::new();
+        for v in [1u16, 1] {
+            fmt.extend(v.to_le_bytes());
         }
-        let mut file = b"FORM".to_vec();
-        file.extend((form.len() as u32).to_be_bytes());
-        file.extend(form);
-        let dir = std::env::temp_dir().join(format!("nonstop-aiff-{}", std::process::id()));
+        fmt.extend(rate.to_le_bytes());
+        fmt.extend((rate * 2).to_le_bytes());
+        fmt.extend([2, 0, 16, 0]);
+        let data: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let wav = container(b"RIFF", b"WAVE", false, vec![(b"fmt ", fmt), (b"data", data), (b"id3 ", id3)]);
+        let dir = std::env::temp_dir().join(format!("nonstop-chunks-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("Clicks.AIFF");
-        std::fs::write(&path, file).unwrap();
-        assert!(crate::audio::is_audio_path(&path));
-        let mut d = Decoder::open(&path).unwrap();
-        assert_eq!(d.sample_rate().0, rate);
-        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks in AIFF"), Some("The Metronomes")));
-        let (media, bytes) = artwork(&path).unwrap().expect("the cover");
-        assert_eq!((media.as_str(), &bytes[..4]), ("image/png", &b"\x89PNG"[..]));
-        let mut left = Vec::new();
-        while let Some(block) = d.next_block().unwrap() {
-            left.extend(block.iter().step_by(2).copied());
+        for (name, bytes) in [("Clicks.AIFF", aiff), ("clicks.wav", wav)] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert!(crate::audio::is_audio_path(&path));
+            let mut d = Decoder::open(&path).unwrap();
+            assert_eq!(d.sample_rate().0, rate);
+            assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks"), Some("The Metronomes")), "{name}");
+            let (media, bytes) = artwork(&path).unwrap().expect("the cover");
+            assert_eq!((media.as_str(), &bytes[..4]), ("image/png", &b"\x89PNG"[..]), "{name}");
+            let mut left = Vec::new();
+            while let Some(block) = d.next_block().unwrap() {
+                left.extend(block.iter().step_by(2).copied());
+            }
+            assert_eq!(left.len(), rate as usize, "{name}");
+            let loud: Vec<usize> = (0..left.len()).filter(|&i| left[i].abs() > 0.1 && (i == 0 || left[i - 1].abs() <= 0.1)).collect();
+            assert_eq!(loud.first().map(|i| i / 22_050), Some(0), "{name}");
+            assert!(loud.iter().any(|&i| (22_050..22_100).contains(&i)), "{name}: {loud:?}");
         }
         std::fs::remove_dir_all(&dir).ok();
-        assert_eq!(left.len(), rate as usize);
-        let loud: Vec<usize> = (0..left.len()).filter(|&i| left[i].abs() > 0.1 && (i == 0 || left[i - 1].abs() <= 0.1)).collect();
-        assert_eq!(loud.first().map(|i| i / 22_050), Some(0));
-        assert!(loud.iter().any(|&i| (22_050..22_100).contains(&i)), "{loud:?}");
     }
 
     /// `clicks_aac_itunes.m4a` is that file with the edit list renamed to
