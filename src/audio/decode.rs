@@ -209,6 +209,19 @@ fn chunk_info(path: &Path) -> Option<ChunkInfo> {
     Some(info)
 }
 
+/// The ID3v1 tag at the end of an MP3 (the last 128 bytes, from "TAG"),
+/// which older libraries carry alone and symphonia does not read.
+fn id3v1(path: &Path) -> Option<MetadataRevision> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::End(-128)).ok()?;
+    let mut tag = Vec::with_capacity(128);
+    file.take(128).read_to_end(&mut tag).ok()?;
+    let mut builder = symphonia::core::meta::MetadataBuilder::new();
+    symphonia_metadata::id3v1::read_id3v1(&mut symphonia::core::io::BufReader::new(&tag), &mut builder).ok()?;
+    Some(builder.metadata())
+}
+
 /// The same from iTunes' gapless tag, which its encoder writes instead of
 /// an edit list: `iTunSMPB`, hexadecimal fields of which the second is the
 /// encoder's delay and the fourth the music's length, in frames.
@@ -321,6 +334,10 @@ impl Decoder {
             absorb(rev);
         }
         let format = probed.format;
+        let mp3 = format.tracks().iter().any(|t| t.codec_params.codec == symphonia::core::codecs::CODEC_TYPE_MP3);
+        if let Some(rev) = mp3.then(|| id3v1(path)).flatten() {
+            absorb(&rev);
+        }
         let track = format
             .tracks()
             .iter()
@@ -584,6 +601,36 @@ mod tests {
             assert!(loud.iter().any(|&i| (22_050..22_100).contains(&i)), "{name}: {loud:?}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// An MP3 tagged with ID3v1 alone (the 128 bytes at its end) has its
+    /// title and artist, and the tag is not played.
+    #[test]
+    fn an_mp3s_id3v1_tag_is_read() {
+        let mut mp3 = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clicks_lame.mp3")).unwrap();
+        let field = |text: &str, len: usize| {
+            let mut f = text.as_bytes().to_vec();
+            f.resize(len, 0);
+            f
+        };
+        mp3.extend(b"TAG");
+        for (text, len) in [("Old Clicks", 30), ("Tagged in 1999", 30), ("", 30), ("1999", 4), ("", 30)] {
+            mp3.extend(field(text, len));
+        }
+        mp3.push(255);
+        let dir = std::env::temp_dir().join(format!("nonstop-id3v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.mp3");
+        std::fs::write(&path, mp3).unwrap();
+        let mut d = Decoder::open(&path).unwrap();
+        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Old Clicks"), Some("Tagged in 1999")));
+        let mut frames = 0;
+        while let Some(block) = d.next_block().unwrap() {
+            frames += block.len() / 2;
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        let seconds = frames as f64 / d.sample_rate().0 as f64;
+        assert!((seconds - 2.0).abs() < 0.002, "{seconds:.4} s decoded of 2");
     }
 
     /// `clicks_aac_itunes.m4a` is that file with the edit list renamed to
