@@ -503,27 +503,36 @@ mod tests {
     /// `tests/data/clicks_lame.mp3`: LAME (through ffmpeg) at 64 kbit/s of
     /// 1 kHz clicks at 0.5, 1.0 and 1.5 s, 44.1 kHz mono, 2 s long. Its
     /// header says how much of the start is the encoder's delay.
-    #[test]
-    fn an_mp3s_encoder_delay_is_not_part_of_the_track() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clicks_lame.mp3");
-        let mut d = Decoder::open(&path).unwrap();
-        let rate = d.sample_rate().0 as f64;
+    /// The left channel of everything `d` decodes.
+    fn left_channel(d: &mut Decoder) -> Vec<f32> {
         let mut left = Vec::new();
         while let Some(block) = d.next_block().unwrap() {
             left.extend(block.iter().step_by(2).copied());
         }
-        let first = left.iter().position(|v| v.abs() > 0.1).unwrap() as f64 / rate;
-        // The click's first loud sample comes within its first cycle.
-        assert!((0.5..0.5015).contains(&first), "the first click starts at {first:.4} s, not 0.5");
-        // Nor is the padding at the end: 2 s, to within an MP3 frame's
-        // worth of rounding in the header.
-        let seconds = left.len() as f64 / rate;
-        assert!((seconds - 2.0).abs() < 0.002, "{seconds:.4} s decoded of 2");
+        left
     }
 
-    /// `tests/data/clicks_aac.m4a`: the same clicks (0.5, 1.0, 1.5 s; 2 s,
-    /// 44.1 kHz mono) through ffmpeg's AAC encoder at 64 kbit/s, whose
-    /// 1,024 frames of delay only the MP4 edit list tells.
+    /// Checks that the click fixture `path` (clicks at 0.5, 1.0 and 1.5 s,
+    /// 2 s long) starts and ends where its source did: the first click's
+    /// first loud sample within its first cycle, and 2 s long to within an
+    /// MP3 frame's worth of rounding in a header. Returns the decoder.
+    fn assert_the_clicks_keep_their_time(path: &Path) -> Decoder {
+        let mut d = Decoder::open(path).unwrap();
+        let rate = d.sample_rate().0 as f64;
+        let left = left_channel(&mut d);
+        let name = path.display();
+        let first = left.iter().position(|v| v.abs() > 0.1).unwrap() as f64 / rate;
+        assert!((0.5..0.5015).contains(&first), "{name}: the first click starts at {first:.4} s, not 0.5");
+        let seconds = left.len() as f64 / rate;
+        assert!((seconds - 2.0).abs() < 0.002, "{name}: {seconds:.4} s decoded of 2");
+        d
+    }
+
+    #[test]
+    fn an_mp3s_encoder_delay_is_not_part_of_the_track() {
+        assert_the_clicks_keep_their_time(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clicks_lame.mp3"));
+    }
+
     /// An AIFF (big-endian PCM, as Apple's tools and many DJ libraries keep
     /// their music) and a WAV are found by the scan and decoded to their
     /// last frame and no further, with the title, artist and cover of an
@@ -591,10 +600,7 @@ mod tests {
             assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks"), Some("The Metronomes")), "{name}");
             let (media, bytes) = artwork(&path).unwrap().expect("the cover");
             assert_eq!((media.as_str(), &bytes[..4]), ("image/png", &b"\x89PNG"[..]), "{name}");
-            let mut left = Vec::new();
-            while let Some(block) = d.next_block().unwrap() {
-                left.extend(block.iter().step_by(2).copied());
-            }
+            let left = left_channel(&mut d);
             assert_eq!(left.len(), rate as usize, "{name}");
             let loud: Vec<usize> = (0..left.len()).filter(|&i| left[i].abs() > 0.1 && (i == 0 || left[i - 1].abs() <= 0.1)).collect();
             assert_eq!(loud.first().map(|i| i / 22_050), Some(0), "{name}");
@@ -622,34 +628,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("v1.mp3");
         std::fs::write(&path, mp3).unwrap();
-        let mut d = Decoder::open(&path).unwrap();
-        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Old Clicks"), Some("Tagged in 1999")));
-        let mut frames = 0;
-        while let Some(block) = d.next_block().unwrap() {
-            frames += block.len() / 2;
-        }
+        let d = assert_the_clicks_keep_their_time(&path);
         std::fs::remove_dir_all(&dir).ok();
-        let seconds = frames as f64 / d.sample_rate().0 as f64;
-        assert!((seconds - 2.0).abs() < 0.002, "{seconds:.4} s decoded of 2");
+        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Old Clicks"), Some("Tagged in 1999")));
     }
 
+    /// `tests/data/clicks_aac.m4a`: the same clicks (0.5, 1.0, 1.5 s; 2 s,
+    /// 44.1 kHz mono) through ffmpeg's AAC encoder at 64 kbit/s, whose
+    /// 1,024 frames of delay only the MP4 edit list tells.
     /// `clicks_aac_itunes.m4a` is that file with the edit list renamed to
     /// a `free` box and the delay and length in an `iTunSMPB` tag instead,
     /// as iTunes writes them.
     #[test]
     fn an_m4as_encoder_delay_is_not_part_of_the_track() {
         for file in ["clicks_aac.m4a", "clicks_aac_itunes.m4a"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
-            let mut d = Decoder::open(&path).unwrap();
-            let rate = d.sample_rate().0 as f64;
-            let mut left = Vec::new();
-            while let Some(block) = d.next_block().unwrap() {
-                left.extend(block.iter().step_by(2).copied());
-            }
-            let first = left.iter().position(|v| v.abs() > 0.1).unwrap() as f64 / rate;
-            assert!((0.5..0.5015).contains(&first), "{file}: the first click starts at {first:.4} s, not 0.5");
-            let seconds = left.len() as f64 / rate;
-            assert!((seconds - 2.0).abs() < 0.002, "{file}: {seconds:.4} s decoded of 2");
+            assert_the_clicks_keep_their_time(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file));
         }
     }
 }
