@@ -14,13 +14,13 @@ use std::path::Path;
 use crate::units::SampleRate;
 
 /// File extensions the library scan considers audio: what the decoder
-/// reads (MP3, FLAC, Ogg Vorbis, WAV, AIFF, CAF, AAC/ALAC in MP4,
+/// reads (MP3, MP2, FLAC, Ogg Vorbis, WAV, AIFF, CAF, AAC/ALAC in MP4,
 /// Matroska/WebM), and the common formats it does not (Opus, WMA, APE,
-/// WavPack, Musepack, MP2), so that those are listed as failed with the
-/// reason rather than passed over in silence.
+/// WavPack, Musepack), so that those are listed as failed with the reason
+/// rather than passed over in silence.
 pub const AUDIO_EXTENSIONS: [&str; 22] = [
-    "mp3", "flac", "ogg", "oga", "wav", "m4a", "aac", "mp4", "alac", "aiff", "aif", "aifc", "caf", "mka", "webm", "m4b",
-    "opus", "wma", "ape", "wv", "mpc", "mp2",
+    "mp3", "mp2", "flac", "ogg", "oga", "wav", "m4a", "aac", "mp4", "alac", "aiff", "aif", "aifc", "caf", "mka", "webm",
+    "m4b", "opus", "wma", "ape", "wv", "mpc",
 ];
 
 pub fn is_audio_path(path: &Path) -> bool {
