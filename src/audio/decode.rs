@@ -500,9 +500,6 @@ impl Decoder {
 mod tests {
     use super::*;
 
-    /// `tests/data/clicks_lame.mp3`: LAME (through ffmpeg) at 64 kbit/s of
-    /// 1 kHz clicks at 0.5, 1.0 and 1.5 s, 44.1 kHz mono, 2 s long. Its
-    /// header says how much of the start is the encoder's delay.
     /// The left channel of everything `d` decodes.
     fn left_channel(d: &mut Decoder) -> Vec<f32> {
         let mut left = Vec::new();
@@ -528,6 +525,9 @@ mod tests {
         d
     }
 
+    /// `tests/data/clicks_lame.mp3`: LAME (through ffmpeg) at 64 kbit/s of
+    /// 1 kHz clicks at 0.5, 1.0 and 1.5 s, 44.1 kHz mono, 2 s long. Its
+    /// header says how much of the start is the encoder's delay.
     #[test]
     fn an_mp3s_encoder_delay_is_not_part_of_the_track() {
         assert_the_clicks_keep_their_time(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clicks_lame.mp3"));
@@ -553,7 +553,7 @@ mod tests {
         frame.extend([0, 0]);
         frame.extend(apic);
         let size = (id3.len() - 10 + frame.len()) as u32;
-        id3[6..10].copy_from_slice(&[(size >> 21) as u8 & 0x7f, (size >> 14) as u8 & 0x7f, (size >> 7) as u8 & 0x7f, size as u8 & 0x7f]);
+        id3[6..10].copy_from_slice(&crate::synth::faults::synchsafe(size));
         id3.extend(frame);
         // Chunks of a FORM (big-endian) or RIFF (little-endian) file.
         let container = |outer: &[u8; 4], kind: &[u8; 4], big: bool, chunks: Vec<(&[u8; 4], Vec<u8>)>| {

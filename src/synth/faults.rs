@@ -97,7 +97,8 @@ pub fn id3v24(frames: &[(&[u8; 4], &str)]) -> Vec<u8> {
     out
 }
 
-fn synchsafe(n: u32) -> [u8; 4] {
+/// `n` as an ID3v2 synchsafe integer: 7 bits a byte, high byte first.
+pub fn synchsafe(n: u32) -> [u8; 4] {
     [((n >> 21) & 0x7f) as u8, ((n >> 14) & 0x7f) as u8, ((n >> 7) & 0x7f) as u8, (n & 0x7f) as u8]
 }
 
