@@ -4,6 +4,7 @@
 //! runtime, since decoding is CPU-bound.
 
 mod decode;
+mod opus;
 mod resample;
 
 pub use decode::{artwork, clean_tag, contain, panic_message, AudioError, Decoder, Tags, MAX_FILE_RATE, MIN_FILE_RATE};
@@ -14,8 +15,8 @@ use std::path::Path;
 use crate::units::SampleRate;
 
 /// File extensions the library scan considers audio: what the decoder
-/// reads (MP3, MP2, FLAC, Ogg Vorbis, WAV, AIFF, CAF, AAC/ALAC in MP4,
-/// Matroska/WebM), and the common formats it does not (Opus, WMA, APE,
+/// reads (MP3, MP2, FLAC, Ogg Vorbis and Opus, WAV, AIFF, CAF, AAC/ALAC in
+/// MP4, Matroska/WebM), and the common formats it does not (WMA, APE,
 /// WavPack, Musepack), so that those are listed as failed with the reason
 /// rather than passed over in silence.
 pub const AUDIO_EXTENSIONS: [&str; 22] = [
