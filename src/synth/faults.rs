@@ -157,6 +157,16 @@ pub fn write(dir: &Path, outside: &Path, hour_long: bool) -> std::io::Result<Vec
     }
     put("corrupt-frames.mp3", "MP3 with a quarter of its frames overwritten", &corrupt)?;
     put("id3-only.mp3", "an ID3 tag and no audio", &id3v24(&[(b"TIT2", "Nothing after this")]))?;
+    // Opus (libopus through ffmpeg: clicks, 2 s) with pages damaged after
+    // its headers, and cut off mid-page.
+    let opus: &[u8] = include_bytes!("../../tests/data/clicks_opus.opus");
+    let mut damaged = opus.to_vec();
+    let from = damaged.len() / 4;
+    for (i, b) in noise(damaged.len() / 3, 3).enumerate() {
+        damaged[from + i] = (b * 127.0) as i8 as u8;
+    }
+    put("damaged.opus", "Opus with a third of its pages overwritten", &damaged)?;
+    put("truncated.opus", "Opus cut off mid-page", &opus[..opus.len() / 2 + 3])?;
     put("short-0.2s.wav", "0.2 s of music", &wav16(44_100, 2, music(0.2, cd)))?;
     put("short-1s.wav", "1 s of music", &wav16(44_100, 2, music(1.0, cd)))?;
     put("silence.wav", "30 s of digital silence", &wav16(44_100, 2, std::iter::repeat_n(0.0, 44_100 * 60)))?;
