@@ -141,19 +141,58 @@ pub struct Decoder {
 /// every beat of an M4A sits 23–48 ms late against its source. `None` for
 /// any other file, or an MP4 without an edit list.
 fn mp4_edit(path: &Path, rate: u32) -> Option<(u64, Option<u64>)> {
-    let mut file = std::io::BufReader::new(File::open(path).ok()?);
-    let mut head = [0u8; 8];
-    std::io::Read::read_exact(&mut file, &mut head).ok()?;
-    if &head[4..8] != b"ftyp" {
-        return None;
-    }
-    std::io::Seek::rewind(&mut file).ok()?;
-    let movie = mp4parse::read_mp4(&mut file).ok()?;
+    let movie = mp4parse::read_mp4(&mut std::io::Cursor::new(mp4_header_boxes(path)?)).ok()?;
     let track = movie.tracks.iter().find(|t| t.track_type == mp4parse::TrackType::Audio)?;
     let frames = |t: u64, scale: u64| (scale > 0).then(|| (t as u128 * rate as u128 / scale as u128) as u64);
     let skip = frames(track.media_time?.0, track.timescale?.0)?;
     let play = track.edited_duration.zip(movie.timescale).and_then(|(d, s)| frames(d.0, s.0)).filter(|n| *n > 0);
     Some((skip, play))
+}
+
+/// A `moov` box larger than this is not read (a long track's sample
+/// tables take a few MB).
+const MAX_MOOV_BYTES: u64 = 64 << 20;
+
+/// An MP4's `ftyp` and `moov` boxes, read by seeking past the others: all
+/// mp4parse needs, where reading the file through it would read the whole
+/// `mdat` (the audio) too, at every open. `None` unless the file starts
+/// with an `ftyp` box and has a `moov`.
+fn mp4_header_boxes(path: &Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).ok()?;
+    let end = file.metadata().ok()?.len();
+    let (mut at, mut out) = (0u64, Vec::new());
+    while at + 8 <= end {
+        file.seek(SeekFrom::Start(at)).ok()?;
+        let mut head = [0u8; 16];
+        file.read_exact(&mut head[..8]).ok()?;
+        let kind = [head[4], head[5], head[6], head[7]];
+        let size = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
+            // To the end of the file.
+            0 => end - at,
+            // A 64-bit size after the type.
+            1 => {
+                file.read_exact(&mut head[8..16]).ok()?;
+                u64::from_be_bytes(head[8..16].try_into().ok()?)
+            }
+            n => n as u64,
+        };
+        if size < 8 || at.checked_add(size)? > end || (at == 0 && &kind != b"ftyp") {
+            return None;
+        }
+        if &kind == b"ftyp" || &kind == b"moov" {
+            if size > MAX_MOOV_BYTES {
+                return None;
+            }
+            file.seek(SeekFrom::Start(at)).ok()?;
+            (&mut file).take(size).read_to_end(&mut out).ok()?;
+            if &kind == b"moov" {
+                return Some(out);
+            }
+        }
+        at += size;
+    }
+    None
 }
 
 /// What symphonia's AIFF and WAV readers get wrong or leave out.
