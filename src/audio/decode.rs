@@ -98,7 +98,16 @@ pub struct Tags {
 impl Tags {
     fn absorb(&mut self, rev: &MetadataRevision) {
         for tag in rev.tags() {
-            let slot = match tag.std_key {
+            // Symphonia's Matroska reader gives its tags by name only.
+            let key = tag.std_key.or_else(|| match tag.key.to_ascii_uppercase().as_str() {
+                "TITLE" => Some(StandardTagKey::TrackTitle),
+                "ARTIST" => Some(StandardTagKey::Artist),
+                "ALBUM_ARTIST" | "ALBUMARTIST" => Some(StandardTagKey::AlbumArtist),
+                "ALBUM" => Some(StandardTagKey::Album),
+                "GENRE" => Some(StandardTagKey::Genre),
+                _ => None,
+            });
+            let slot = match key {
                 Some(StandardTagKey::TrackTitle) => &mut self.title,
                 Some(StandardTagKey::Artist) => &mut self.artist,
                 Some(StandardTagKey::AlbumArtist) if self.artist.is_none() => &mut self.artist,
@@ -261,6 +270,69 @@ fn id3v1(path: &Path) -> Option<MetadataRevision> {
     Some(builder.metadata())
 }
 
+/// An EBML variable-length integer (Matroska): the leading zeros of the
+/// first byte say how many bytes follow. An element ID keeps its length
+/// marker, a size does not; a size of all ones is "unknown" (`true`).
+fn ebml_vint(r: &mut impl std::io::Read, keep_marker: bool) -> Option<(u64, bool)> {
+    let mut b = [0u8; 1];
+    r.read_exact(&mut b).ok()?;
+    let len = b[0].leading_zeros() as usize + 1;
+    if len > 8 {
+        return None;
+    }
+    let mask = 0xFFu64 >> len;
+    let first = if keep_marker { b[0] as u64 } else { b[0] as u64 & mask };
+    let (mut v, mut all_ones) = (first, first == mask);
+    for _ in 1..len {
+        r.read_exact(&mut b).ok()?;
+        v = v << 8 | b[0] as u64;
+        all_ones &= b[0] == 0xFF;
+    }
+    Some((v, all_ones && !keep_marker))
+}
+
+/// A Matroska (MKA, WebM) file's title: the Segment's Info `Title`, where
+/// ffmpeg (and so yt-dlp) writes it. Symphonia reads the file's tags but
+/// not that element. `None` for any other file.
+fn matroska_title(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const EBML: u64 = 0x1A45_DFA3;
+    const SEGMENT: u64 = 0x1853_8067;
+    const INFO: u64 = 0x1549_A966;
+    const TITLE: u64 = 0x7BA9;
+    const CLUSTER: u64 = 0x1F43_B675;
+    let mut file = std::io::BufReader::new(File::open(path).ok()?);
+    if ebml_vint(&mut file, true)?.0 != EBML {
+        return None;
+    }
+    let (size, _) = ebml_vint(&mut file, false)?;
+    file.seek_relative(size as i64).ok()?;
+    // Into the Segment, then its Info, then the Title, skipping what comes
+    // between; the first Cluster (the audio) ends the search.
+    let mut want = [SEGMENT, INFO, TITLE].into_iter().peekable();
+    for _ in 0..4096 {
+        let &target = want.peek()?;
+        let (id, _) = ebml_vint(&mut file, true)?;
+        let (size, unknown) = ebml_vint(&mut file, false)?;
+        if id == CLUSTER {
+            return None;
+        }
+        if id == target {
+            want.next();
+            if target == TITLE {
+                let mut text = Vec::new();
+                (&mut file).take(size.min(4096)).read_to_end(&mut text).ok()?;
+                return Some(String::from_utf8_lossy(&text).into_owned());
+            }
+        } else if unknown {
+            return None;
+        } else {
+            file.seek(SeekFrom::Current(size as i64)).ok()?;
+        }
+    }
+    None
+}
+
 /// The same from iTunes' gapless tag, which its encoder writes instead of
 /// an edit list: `iTunSMPB`, hexadecimal fields of which the second is the
 /// encoder's delay and the fourth the music's length, in frames.
@@ -376,6 +448,9 @@ impl Decoder {
         let mp3 = format.tracks().iter().any(|t| t.codec_params.codec == symphonia::core::codecs::CODEC_TYPE_MP3);
         if let Some(rev) = mp3.then(|| id3v1(path)).flatten() {
             absorb(&rev);
+        }
+        if tags.title.is_none() {
+            tags.title = matroska_title(path).as_deref().and_then(clean_tag);
         }
         let track = format
             .tracks()
@@ -696,13 +771,17 @@ mod tests {
     /// libopus (ffmpeg) at 24 kbit/s, in Ogg and in WebM, decoded at 48 kHz
     /// without the encoder's pre-skip (312 frames, 6.5 ms). Ogg's last page
     /// says where the music ends; WebM's end padding (`DiscardPadding`) is
-    /// not read, so its last packet's padding, under 20 ms, stays on.
+    /// not read, so its last packet's padding, under 20 ms, stays on. Title
+    /// and artist as ffmpeg writes them: Vorbis comments in Ogg; in WebM the
+    /// Segment's `Title` and an `ARTIST` tag.
     #[test]
     fn opus_in_ogg_and_webm_is_decoded_from_its_first_frame() {
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
         let d = assert_the_clicks_keep_their_time(&data.join("clicks_opus.opus"));
         assert_eq!(d.sample_rate().0, 48_000);
+        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks in Ogg"), Some("The Metronomes")));
         let mut d = Decoder::open(&data.join("clicks_opus.webm")).unwrap();
+        assert_eq!((d.tags().title.as_deref(), d.tags().artist.as_deref()), (Some("Clicks in WebM"), Some("The Metronomes")));
         let left = left_channel(&mut d);
         let first = left.iter().position(|v| v.abs() > 0.1).unwrap() as f64 / 48_000.0;
         let seconds = left.len() as f64 / 48_000.0;
