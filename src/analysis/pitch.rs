@@ -9,9 +9,7 @@
 //! less the notes' fifth harmonics (they would add a major third to every
 //! note); each frame has the same weight whatever its loudness.
 
-use realfft::RealFftPlanner;
-
-use super::features::RATE;
+use super::features::{Fft, RATE};
 
 /// Frame length and hop, samples at `RATE`.
 pub const FRAME: usize = 8192;
@@ -29,11 +27,7 @@ pub const BINS: usize = 12 * PER_SEMITONE;
 
 /// Accumulates the histogram from frames handed to it.
 pub struct PitchHistogram {
-    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
-    window: Vec<f32>,
-    input: Vec<f32>,
-    spectrum: Vec<realfft::num_complex::Complex<f32>>,
-    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    fft: Fft,
     mag: Vec<f32>,
     /// Pitch class histogram, bin 0 centred on C (at A = 440 Hz).
     pub histogram: [f64; BINS],
@@ -47,25 +41,12 @@ impl Default for PitchHistogram {
 
 impl PitchHistogram {
     pub fn new() -> PitchHistogram {
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FRAME);
-        PitchHistogram {
-            window: (0..FRAME).map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / FRAME as f32).cos()).collect(),
-            input: fft.make_input_vec(),
-            spectrum: fft.make_output_vec(),
-            scratch: fft.make_scratch_vec(),
-            mag: vec![0.0; FRAME / 2 + 1],
-            fft,
-            histogram: [0.0; BINS],
-        }
+        PitchHistogram { fft: Fft::new(FRAME), mag: vec![0.0; FRAME / 2 + 1], histogram: [0.0; BINS] }
     }
 
     /// Adds one frame: `sample(i)` for i in 0..FRAME.
     pub fn add_frame(&mut self, sample: impl Fn(usize) -> f32) {
-        for (i, x) in self.input.iter_mut().enumerate() {
-            *x = sample(i) * self.window[i];
-        }
-        self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).expect("fft sizes match");
-        for (m, c) in self.mag.iter_mut().zip(&self.spectrum) {
+        for (m, c) in self.mag.iter_mut().zip(self.fft.run(sample)) {
             *m = c.norm();
         }
         let bin_hz = RATE as f32 / FRAME as f32;
