@@ -312,6 +312,8 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
         _ => first_last_active(&active),
     };
     let (cue_in_s, cue_out_s) = longest_part(&activity(&f, median, GAP_BELOW_MEDIAN), &beats, (cue_in_s, cue_out_s));
+    // A grid line can put the first beat a moment before the file starts.
+    let cue_in_s = cue_in_s.max(0.0);
     let (intro_bars, outro_bars) = intro_outro_bars(&f, &downbeats);
     let phrase_offset = structure::phrase_offset(&f, &downbeats);
     let energy = energy(&f, loudness_lufs);
