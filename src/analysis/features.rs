@@ -582,4 +582,25 @@ mod tests {
             assert!(distance < 0.45, "beat {beat}: chroma {distance:.3} from the chord's ({on:?} against {between:?})");
         }
     }
+
+    #[test]
+    fn bass_notes_a_semitone_apart_have_their_own_pitch_classes() {
+        // B2 (123.5 Hz) for a second, then C3 (130.8 Hz). A 2048-sample
+        // window's bins (10.8 Hz apart) fall at 118.4 and 129.2 Hz, A♯ and
+        // C, so B2 has no bin of its own there; the chroma's (5.4 Hz) have.
+        let rate = RATE as f32;
+        let x: Vec<f32> = (0..RATE as usize * 2)
+            .map(|i| {
+                let hz = if i < RATE as usize { 123.47 } else { 130.81 };
+                0.5 * (std::f32::consts::TAU * hz * i as f32 / rate).sin()
+            })
+            .collect();
+        let f = compute(&x);
+        let strongest = |t: f64| {
+            let c = &f.chroma[Features::chroma_frame_at(t)];
+            (0..12).max_by(|&a, &b| c[a].total_cmp(&c[b])).unwrap()
+        };
+        // C = 0, B = 11.
+        assert_eq!((strongest(0.5), strongest(1.5)), (11, 0));
+    }
 }
