@@ -69,7 +69,8 @@ impl FrameHeader {
         }
     }
 
-    /// Frame length in bytes, header included.
+    /// Frame length in bytes, header included (never 0: no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         let pad = self.padding as u32;
         let n = match self.layer {

@@ -89,9 +89,9 @@ impl Resampler {
         let start = self.skip.min(n);
         self.skip -= start;
         out.reserve((n - start) * 2);
-        for i in start..n {
-            out.push(planar[0][i]);
-            out.push(planar[1][i]);
+        for (l, r) in planar[0][start..n].iter().zip(&planar[1][start..n]) {
+            out.push(*l);
+            out.push(*r);
         }
         self.frames_out += (n - start) as u64;
     }

@@ -382,7 +382,7 @@ impl Scheduler {
 
     /// Takes the next pick, refilling the plan under the lock first (tools
     /// and tests; the mixer uses `take`). `None` when nothing is playable.
-    pub fn next(&mut self) -> Option<Arc<Track>> {
+    pub fn take_next(&mut self) -> Option<Arc<Track>> {
         self.refill();
         self.take()
     }
@@ -662,7 +662,7 @@ mod tests {
     #[test]
     fn requests_are_placed_early_within_the_rules() {
         let mut s = scheduler(30, "fn next_track(ctx) { ctx.candidates[0].id }");
-        let played = s.next().unwrap();
+        let played = s.take_next().unwrap();
         // A track by the artist just played waits a track (separation 2).
         let same_artist = tracks(30).into_iter().find(|t| t.artist == played.artist && t.id != played.id
             && !s.upcoming().iter().any(|p| p.track.id == t.id)).unwrap();
@@ -691,13 +691,13 @@ mod tests {
         let (a, b) = (taken.iter().position(|id| *id == other.id), taken.iter().position(|id| *id == same_artist.id));
         assert!(a.is_some() && a < b, "{taken:?}");
         assert_eq!((s.requests_played(), s.requests().len()), (2, 0));
-        assert!(s.drop_request(other.id) == false);
+        assert!(!s.drop_request(other.id));
     }
 
     #[test]
     fn failing_plugin_falls_back_to_the_tour_and_counts() {
         let mut s = scheduler(12, "fn next_track(ctx) { if ctx.history.len() > 2 { throw \"boom\"; } ctx.candidates[0].id }");
-        let picks: Vec<i64> = (0..8).map(|_| s.next().unwrap().id).collect();
+        let picks: Vec<i64> = (0..8).map(|_| s.take_next().unwrap().id).collect();
         let st = s.status();
         assert!(st.errors > 0 && st.fallbacks == st.errors, "{st:?}");
         let e = st.error.unwrap();
@@ -757,7 +757,7 @@ mod tests {
             for _ in 0..400 {
                 let history: Vec<Arc<Track>> = played.iter().rev().cloned().collect();
                 let minute = elapsed.load(std::sync::atomic::Ordering::Relaxed) / 60 % 60;
-                let t = s.next().expect("a pick");
+                let t = s.take_next().expect("a pick");
                 elapsed.fetch_add(t.duration_s as u64, std::sync::atomic::Ordering::Relaxed);
                 arc.push((if minute < 45 { minute as f64 / 45.0 } else { (60 - minute) as f64 / 15.0 }, t.energy));
                 assert_eq!(rules::violation(&t, &history, &rules), None, "{name}");
@@ -811,9 +811,9 @@ mod tests {
         let mut s = scheduler(6, "fn next_track(ctx) { ctx.candidates[0].id }");
         s.remove(3);
         for _ in 0..40 {
-            assert_ne!(s.next().unwrap().id, 3);
+            assert_ne!(s.take_next().unwrap().id, 3);
         }
         s.set_library(Arc::new(Library::new(Default::default())));
-        assert!(s.next().is_none());
+        assert!(s.take_next().is_none());
     }
 }

@@ -432,8 +432,11 @@ pub fn demo_specs(seconds: f64) -> Vec<TrackSpec> {
 /// swing, syncopation, noise, ±2% drift, half-time feels, 3/4, and silence
 /// at both ends. `seconds` is each track's musical length.
 pub fn analysis_test_set(seconds: f64) -> Vec<TrackSpec> {
+    /// bpm, key, minor, meter, swing, syncopation, half_time, drift, noise,
+    /// silence, lufs.
+    type Case = (f64, u8, bool, u8, f64, bool, bool, f64, f32, f64, f64);
     #[rustfmt::skip]
-    const CASES: [(f64, u8, bool, u8, f64, bool, bool, f64, f32, f64, f64); 24] = [
+    const CASES: [Case; 24] = [
         // bpm, key, minor, meter, swing, syncopation, half_time, drift, noise, silence, lufs
         (60.0,  0, false, 4, 0.0,  false, false, 0.0,  0.0,  0.0, -16.0),
         (68.0,  7, true,  4, 0.0,  false, false, 0.0,  0.02, 2.0, -20.0),

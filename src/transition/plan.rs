@@ -676,7 +676,7 @@ mod tests {
         // Well before the end, the setting; at 128 BPM, 3 bars (5.6 s) are
         // too short, so a skip that late crossfades.
         let p = plan_after(&skip_cut(&a, 100.0, &s).unwrap(), &b, &s, 100.0);
-        assert_eq!((p.mode, p.overlap_bars as u32), (Mode::Beatmatched, s.overlap_bars), "{:?}", p.reason);
+        assert_eq!((p.mode, p.overlap_bars), (Mode::Beatmatched, s.overlap_bars), "{:?}", p.reason);
         let fast = steady(128.0, 240.0);
         assert!(skip_cut(&fast, fast.cue_out_s - 7.0, &s).is_none());
         let p = plan_after(&skip_cut(&fast, 100.0, &s).unwrap(), &steady(126.0, 240.0), &s, 100.0);

@@ -51,11 +51,12 @@ fn frame(t: f64, rate: SampleRate) -> usize {
 /// outside the buffer (before its start or past its end).
 fn planar(x: &[f32], start: isize, n: usize) -> [Vec<f32>; 2] {
     let mut out = [vec![0.0; n], vec![0.0; n]];
-    for i in 0..n {
+    let [left, right] = &mut out;
+    for (i, (l, r)) in left.iter_mut().zip(right.iter_mut()).enumerate() {
         let f = start + i as isize;
         if f >= 0 && (f as usize) * 2 + 1 < x.len() {
-            out[0][i] = x[f as usize * 2];
-            out[1][i] = x[f as usize * 2 + 1];
+            *l = x[f as usize * 2];
+            *r = x[f as usize * 2 + 1];
         }
     }
     out
@@ -82,11 +83,11 @@ fn stretch_segments(b: &[f32], segments: &[(usize, usize, usize)], rate: SampleR
     // Output frame `pos` (counting the latency) goes to out[pos - out_lat].
     let mut pos = 0usize;
     let mut push = |outbuf: &[Vec<f32>; 2], n: usize| {
-        for i in 0..n {
+        for (i, (l, r)) in outbuf[0][..n].iter().zip(&outbuf[1][..n]).enumerate() {
             if let Some(k) = (pos + i).checked_sub(out_lat) {
                 if k * 2 + 1 < out.len() {
-                    out[k * 2] = outbuf[0][i];
-                    out[k * 2 + 1] = outbuf[1][i];
+                    out[k * 2] = *l;
+                    out[k * 2 + 1] = *r;
                 }
             }
         }
@@ -356,10 +357,9 @@ pub fn render_into(
         Mode::Crossfade => {
             for i in 0..total {
                 let x = fade(i);
-                let av = a_at(i);
-                for c in 0..2 {
+                for (c, a_in) in a_at(i).into_iter().enumerate() {
                     let j = i * 2 + c;
-                    let a = av[c] * x.cos() * a_gain;
+                    let a = a_in * x.cos() * a_gain;
                     let b = pcm[j] * x.sin() * b_gain;
                     if let Some((pa, pb)) = &mut parts {
                         pa[j] = a;
