@@ -208,7 +208,7 @@ impl Fft {
     }
 
     /// The spectrum of `sample(i)`, i in 0..n, windowed.
-    pub(crate) fn run(&mut self, sample: impl Fn(usize) -> f32) -> &[realfft::num_complex::Complex<f32>] {
+    pub(crate) fn run(&mut self, mut sample: impl FnMut(usize) -> f32) -> &[realfft::num_complex::Complex<f32>] {
         for (i, x) in self.input.iter_mut().enumerate() {
             *x = sample(i) * self.window[i];
         }
@@ -224,8 +224,8 @@ impl Fft {
 /// features, 2 KB of chroma), not with the audio (88 KB per second). Sized up
 /// front where the length is known (`reserve_seconds`).
 pub struct Extractor {
-    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
-    window: Vec<f32>,
+    /// The onsets' and energies' STFT (`N_FFT`).
+    fft: Fft,
     bands: Vec<(usize, usize)>,
     low_bin: usize,
     bright_bin: usize,
@@ -243,9 +243,6 @@ pub struct Extractor {
     total: usize,
     /// The next frame to compute.
     next_frame: usize,
-    input: Vec<f32>,
-    spectrum: Vec<realfft::num_complex::Complex<f32>>,
-    scratch: Vec<realfft::num_complex::Complex<f32>>,
     mag: Vec<f32>,
     /// Which of the onset bands each band counts in.
     band_kinds: Vec<BandKind>,
@@ -271,11 +268,6 @@ impl Default for Extractor {
 
 impl Extractor {
     pub fn new() -> Extractor {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let fft = planner.plan_fft_forward(N_FFT);
-        let window: Vec<f32> = (0..N_FFT)
-            .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / N_FFT as f32).cos())
-            .collect();
         let bands = bands();
         let bin_hz = RATE as f32 / N_FFT as f32;
         let low_bin = (LOW_HZ / bin_hz).ceil() as usize;
@@ -289,11 +281,7 @@ impl Extractor {
             chroma_bins,
             chroma_from,
             next_chroma: 0,
-            input: fft.make_input_vec(),
-            spectrum: fft.make_output_vec(),
-            scratch: fft.make_scratch_vec(),
-            fft,
-            window,
+            fft: Fft::new(N_FFT),
             low_bin,
             bright_bin: (2_000.0 / bin_hz) as usize,
             band_kinds: bands
@@ -478,19 +466,19 @@ impl Extractor {
         self.next_frame += 1;
         let start = (n * HOP) as isize - (N_FFT / 2) as isize;
         let mut sum_sq = 0.0f32;
-        for (i, x) in self.input.iter_mut().enumerate() {
-            let v = sample_at(&self.buf, self.buf_start, start + i as isize);
+        let (buf, buf_start) = (&self.buf, self.buf_start);
+        let spectrum = self.fft.run(|i| {
+            let v = sample_at(buf, buf_start, start + i as isize);
             sum_sq += v * v;
-            *x = v * self.window[i];
-        }
-        self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).expect("fft sizes match");
+            v
+        });
         let norm = 2.0 / N_FFT as f32;
         let (low_bin, bright_bin) = (self.low_bin, self.bright_bin);
         let mag = &mut self.mag;
         let mut total = 0.0f32;
         let mut low = 0.0f32;
         let mut bright = 0.0f32;
-        for (b, c) in self.spectrum.iter().enumerate() {
+        for (b, c) in spectrum.iter().enumerate() {
             let m = c.norm() * norm;
             mag[b] = m;
             let p = m * m;
