@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 17;
+pub const ANALYSIS_VERSION: i64 = 18;
 
 /// Beat confidence (`tempo::estimate`) below which a track has no pulse:
 /// a sustained pad scores 0.002; the least periodic real recordings we
@@ -305,7 +305,7 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let steady = if grid.steadiness() >= 0.5 { grid.steady_bpm() } else { None };
     let bpm = steady.or_else(|| median_interval(&beats).map(|p| 60.0 / p)).unwrap_or(tempo.bpm);
     let bars = downbeats::estimate(&f, &beats);
-    let downbeats: Vec<f64> = beats.iter().skip(bars.phase).step_by(bars.meter as usize).copied().collect();
+    let downbeats: Vec<f64> = bars.downbeats.iter().map(|&i| beats[i]).collect();
     let key = key::estimate(&pitch::PitchHistogram::chroma(&f.pitch.clone().try_into().unwrap_or([0.0; pitch::BINS])));
     let (cue_in_s, cue_out_s) = match (beats.first(), beats.last()) {
         (Some(a), Some(b)) => (*a, *b),
