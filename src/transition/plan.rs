@@ -193,6 +193,16 @@ fn regrid(beats: &[f64], multiple: f64, keep: f64) -> Vec<f64> {
     }
 }
 
+/// Whether `x`'s bars from `from_s` to `to_s` are whole: each downbeat
+/// there `meter` beats after the one before (no 2/4 bar, no beat the
+/// analysis counted out of a bar).
+fn whole_bars(x: &Analysis, from_s: f64, to_s: f64) -> bool {
+    let meter = x.meter.max(1) as usize;
+    let bars: Vec<Option<usize>> =
+        x.downbeats.iter().filter(|d| **d >= from_s - 1e-3 && **d <= to_s + 1e-3).map(|d| index_of(&x.beats, *d)).collect();
+    bars.windows(2).all(|w| matches!((w[0], w[1]), (Some(a), Some(b)) if b == a + meter))
+}
+
 /// The beat at `t` (within 5 ms: downbeats are beats, rounded alike).
 fn index_of(beats: &[f64], t: f64) -> Option<usize> {
     beats.iter().position(|b| (b - t).abs() < 0.005)
@@ -353,10 +363,20 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         (o as usize + PHRASE_BARS - skipped % PHRASE_BARS) % PHRASE_BARS
     });
     let entries = first_phrase.filter(|k| *k <= later).into_iter().chain((0..=later).filter(|k| Some(*k) != first_phrase));
-    let steady_entry = entries.map(entry).find(|(_, grid, start, _, bars)| {
-        start.is_some_and(|i| *bars >= min_bars && b.steady_share(&grid[i..(i + bars * meter + 1).min(grid.len())]) >= s.min_steady_share)
-    });
-    let (b_in, b_grid, b_start, b_bars, max_bars) = steady_entry.unwrap_or_else(|| entry(0));
+    // Where B's bars through the overlap are whole (no 2/4 bar there, so
+    // its downbeats stay on A's), else where they are not.
+    let candidates: Vec<_> = entries.map(entry).collect();
+    let steady_entry = |whole: bool| {
+        candidates.iter().find(|(b_in, grid, start, _, bars)| {
+            start.is_some_and(|i| {
+                let beats = &grid[i..(i + bars * meter + 1).min(grid.len())];
+                *bars >= min_bars
+                    && b.steady_share(beats) >= s.min_steady_share
+                    && (!whole || whole_bars(b, *b_in, beats.last().copied().unwrap_or(*b_in)))
+            })
+        })
+    };
+    let (b_in, b_grid, b_start, b_bars, max_bars) = steady_entry(true).or_else(|| steady_entry(false)).cloned().unwrap_or_else(|| entry(0));
     let Some(b_start) = b_start else {
         return crossfade(Fallback::NoDownbeat, "B's downbeat is not on its beat grid".into());
     };
@@ -384,11 +404,18 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         latest.checked_sub(first).map(|d| latest - d % phrase)
     };
     let lowest = earliest.max(latest.saturating_sub(MAX_EARLIER_BARS));
-    let start = phrases
-        .into_iter()
-        .filter_map(|phrase| aligned(phrase).map(|top| (phrase, top)))
-        .flat_map(|(phrase, top)| (lowest..=top).rev().step_by(phrase))
-        .find(|&start| a.steady_share(&overlap_beats(start)) >= s.min_steady_share)
+    let starts = || {
+        phrases
+            .into_iter()
+            .filter_map(|phrase| aligned(phrase).map(|top| (phrase, top)))
+            .flat_map(move |(phrase, top)| (lowest..=top).rev().step_by(phrase))
+    };
+    let steady = |start: usize| a.steady_share(&overlap_beats(start)) >= s.min_steady_share;
+    // Whole bars through the overlap first: across A's 2/4 bar, B's
+    // downbeats would fall mid-bar in A for the rest of it.
+    let start = starts()
+        .find(|&start| steady(start) && whole_bars(a, overlap(start).0, overlap(start).1))
+        .or_else(|| starts().find(|&start| steady(start)))
         .or_else(|| phrases.into_iter().filter_map(aligned).find(|s| *s >= earliest))
         .unwrap_or(latest);
     let bars = max_bars.min(a_last - start);
@@ -588,6 +615,34 @@ mod tests {
         let p = plan(&changing(120.0, 170.0, 140.0), &steady(126.0, 240.0), &s);
         assert_eq!(p.fallback, Some(Fallback::TemposApart), "{:?}", p.reason);
         assert!(p.reason.as_deref().is_some_and(|r| r.contains("140.0 and 126.0 BPM")), "{:?}", p.reason);
+    }
+
+    /// `x` with a 2/4 bar at its downbeat nearest `at_s`: the downbeats
+    /// from there on two beats later.
+    fn two_four_bar_at(mut x: Analysis, at_s: f64) -> Analysis {
+        let k = x.downbeats.iter().position(|d| *d >= at_s).unwrap();
+        let from = x.beats.iter().position(|b| *b == x.downbeats[k]).unwrap() + 2;
+        x.downbeats.truncate(k + 1);
+        x.downbeats.extend(x.beats[from..].iter().step_by(4));
+        x
+    }
+
+    #[test]
+    fn the_overlap_keeps_clear_of_a_two_four_bar() {
+        let s = TransitionSettings::default();
+        // A's 2/4 bar sits in the last 16 bars, where the overlap would go.
+        let a = two_four_bar_at(steady(124.0, 240.0), 220.0);
+        let p = plan(&a, &steady(124.0, 240.0), &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert_eq!(p.a_beats.len(), p.overlap_bars as usize * 4 + 1, "A's overlap across its 2/4 bar");
+        assert!(p.a_end_s <= 220.0, "{} to {}", p.a_out_s, p.a_end_s);
+        assert!(a.downbeats.iter().any(|d| (d - p.a_out_s).abs() < 1e-9), "A leaves on a downbeat");
+        // B's 2/4 bar in its fourth bar: B comes in after it.
+        let b = two_four_bar_at(steady(124.0, 240.0), 6.0);
+        let p = plan(&steady(124.0, 240.0), &b, &s);
+        assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
+        assert!(p.b_in_s > 6.0, "B enters at {}", p.b_in_s);
+        assert!(b.downbeats.iter().any(|d| (d - p.b_in_s).abs() < 1e-9), "B enters on a downbeat");
     }
 
     #[test]

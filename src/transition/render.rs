@@ -329,7 +329,8 @@ pub fn render_into(
             // Bass swap on the downbeat halfway through the overlap, ramped
             // over one beat: each part is split into its low band (a
             // Linkwitz–Riley low-pass) and the rest, sample by sample.
-            let meter = (plan.a_beats.len() - 1) / plan.overlap_bars.max(1) as usize;
+            // (Rounded: an overlap across a 2/4 bar has two beats fewer.)
+            let meter = ((plan.a_beats.len() - 1) as f64 / plan.overlap_bars.max(1) as f64).round() as usize;
             let swap_beat = (plan.overlap_bars as usize / 2) * meter.max(1);
             let swap = frame(plan.a_beats[swap_beat.min(plan.a_beats.len() - 1)], rate) - a0;
             let beat = (frame(plan.a_beats[1], rate) - frame(plan.a_beats[0], rate)).max(1);
