@@ -570,6 +570,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bar_cut_short_moves_the_bars_from_there_on() {
+        // Beats cut out of the audio at a bar line: a bar of 2 (or 3, or
+        // 1) beats, after which the one is that much later in the count.
+        // With one phase for the track, the bars on one side of it were
+        // all off.
+        for (bpm, at, cut_beats) in [(124.0, 48, 2), (97.0, 80, 1), (140.0, 64, 3)] {
+            let spec = TrackSpec {
+                title: "short bar".into(),
+                artist: "test".into(),
+                bpm,
+                key_root: 0,
+                minor: true,
+                seconds: 90.0,
+                seed: 5,
+                style: Style { breakdown: false, ..Style::default() },
+            };
+            let rate = features::RATE as f64;
+            let pcm = render(&spec, SampleRate(features::RATE));
+            let mono: Vec<f32> = pcm.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])).collect();
+            let truth = spec.beat_times();
+            let (cut, resume) = ((truth[at] * rate) as usize, (truth[at + cut_beats] * rate) as usize);
+            let mut audio = mono[..cut].to_vec();
+            audio.extend_from_slice(&mono[resume..]);
+            let shift = (resume - cut) as f64 / rate;
+            let cut = cut as f64 / rate;
+            let bars: Vec<f64> = spec.downbeat_times().into_iter().map(|d| if d < cut + 0.01 { d } else { d - shift }).collect();
+            let a = analyze_mono(&audio, audio.len() as f64 / rate, -10.0, -1.0);
+            // The short bar itself may be counted either way.
+            let checked = |t: f64| (t < cut - 0.1 || t > cut + 240.0 / bpm) && t > 2.0 && t < a.cue_out_s - 2.0;
+            let near = |t: f64, v: &[f64]| v.iter().any(|x| (x - t).abs() < 0.02);
+            let wrong: Vec<f64> = a.downbeats.iter().copied().filter(|d| checked(*d) && !near(*d, &bars)).collect();
+            let missed = bars.iter().filter(|d| checked(**d) && !near(**d, &a.downbeats)).count();
+            assert!(wrong.is_empty() && missed == 0, "{bpm} BPM, {cut_beats} cut: downbeats off the bars {wrong:?}, {missed} missed");
+        }
+    }
+
+    #[test]
     fn a_breakdown_without_drums_keeps_the_bars_counting() {
         // 16 bars of a quiet sustained chord: the tracker's beats lose
         // count there; the grid runs on from the bars before to those after.
