@@ -54,9 +54,6 @@ pub struct Bars {
     pub meter: u8,
     /// Indices (into the beats) of the downbeats.
     pub downbeats: Vec<usize>,
-    /// How much more accent the chosen phase carries than the others,
-    /// in standard deviations.
-    pub confidence: f64,
 }
 
 /// The standardised kick-band accent of each beat.
@@ -134,10 +131,10 @@ fn by_phase(cue: &[f64], meter: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Finds meter and downbeat phase for `beats`.
+/// Finds the meter and the downbeats among `beats`.
 pub fn estimate(f: &Features, beats: &[f64]) -> Bars {
     if beats.len() < 8 {
-        return Bars { meter: 4, downbeats: (0..beats.len()).step_by(4).collect(), confidence: 0.0 };
+        return Bars { meter: 4, downbeats: (0..beats.len()).step_by(4).collect() };
     }
     let low = low_accents(f, beats);
     let harmony = harmonic_changes(f, beats);
@@ -151,7 +148,7 @@ pub fn estimate(f: &Features, beats: &[f64]) -> Bars {
         s[0].1 - rest
     };
     let (c4, c3) = (best(4), best(3));
-    let (meter, confidence) = if c3 > 1.3 * c4 && c3 > 0.8 { (3, c3) } else { (4, c4) };
+    let meter = if c3 > 1.3 * c4 && c3 > 0.8 { 3 } else { 4 };
     // Each beat's say that it is a downbeat: both cues, each scaled by
     // its spread across the phases so that both have the same say.
     let mut say = vec![0.0; beats.len()];
@@ -163,7 +160,7 @@ pub fn estimate(f: &Features, beats: &[f64]) -> Bars {
     }
     let cost = BAR_BREAK_COST * mean_sd(&say).1;
     let downbeats = bar_path(&say, meter, cost);
-    Bars { meter: meter as u8, downbeats, confidence }
+    Bars { meter: meter as u8, downbeats }
 }
 
 /// The downbeats (indices) that collect the most `say`, counting beats
@@ -175,11 +172,12 @@ fn bar_path(say: &[f64], meter: usize, cost: f64) -> Vec<usize> {
     let mut score = vec![0.0f64; meter];
     let mut back = vec![0u8; n * meter];
     for (i, s) in say.iter().enumerate() {
+        // (The first beat's scores are all 0: it may be any position.)
         let best = (0..meter).max_by(|&a, &b| score[a].total_cmp(&score[b])).unwrap_or(0);
         let next: Vec<f64> = (0..meter)
             .map(|j| {
                 let prev = (j + meter - 1) % meter;
-                let (from, total) = if i == 0 || score[prev] >= score[best] - cost { (prev, score[prev]) } else { (best, score[best] - cost) };
+                let (from, total) = if score[prev] >= score[best] - cost { (prev, score[prev]) } else { (best, score[best] - cost) };
                 back[i * meter + j] = from as u8;
                 total + if j == 0 { *s } else { 0.0 }
             })
