@@ -39,7 +39,7 @@ const CHROMA_LAMBDA: f64 = 1000.0;
 /// chorus), or a beat the tracker added or lost, moves the downbeats from
 /// there on, and a break is believed where several bars bear it out. (Over
 /// evaldev clips followed by themselves from their second, third or fourth
-/// beat, downbeat F 0.32–0.39 with one phase for the track, 0.52–0.57 at
+/// beat, downbeat F 0.27–0.39 with one phase for the track, 0.52–0.57 at
 /// 8; the clips as they are 0.662 → 0.654, the same followed by themselves
 /// from a downbeat 0.604 both ways. At 4 the clips as they are were 0.639.)
 const BAR_BREAK_COST: f64 = 8.0;
