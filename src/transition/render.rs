@@ -326,13 +326,10 @@ pub fn render_into(
     let fade = |i: usize| ((i.saturating_sub(ov_start)) as f32 / len as f32).clamp(0.0, 1.0) * std::f32::consts::FRAC_PI_2;
     match plan.mode {
         Mode::Beatmatched => {
-            // Bass swap on the downbeat halfway through the overlap, ramped
-            // over one beat: each part is split into its low band (a
-            // Linkwitz–Riley low-pass) and the rest, sample by sample.
-            // (Rounded: an overlap across a 2/4 bar has two beats fewer.)
-            let meter = ((plan.a_beats.len() - 1) as f64 / plan.overlap_bars.max(1) as f64).round() as usize;
-            let swap_beat = (plan.overlap_bars as usize / 2) * meter.max(1);
-            let swap = frame(plan.a_beats[swap_beat.min(plan.a_beats.len() - 1)], rate) - a0;
+            // Bass swap on the plan's downbeat, ramped over one beat: each
+            // part is split into its low band (a Linkwitz–Riley low-pass)
+            // and the rest, sample by sample.
+            let swap = frame(plan.bass_swap_s, rate).saturating_sub(a0);
             let beat = (frame(plan.a_beats[1], rate) - frame(plan.a_beats[0], rate)).max(1);
             let mut split_a = [BandSplit::new(rate.0, BASS_HZ), BandSplit::new(rate.0, BASS_HZ)];
             let mut split_b = [BandSplit::new(rate.0, BASS_HZ), BandSplit::new(rate.0, BASS_HZ)];
