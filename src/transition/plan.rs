@@ -142,8 +142,9 @@ pub struct Plan {
     #[serde(skip)]
     pub b_glide_beats: Vec<f64>,
     /// A's downbeat (seconds in A) where the basses swap: the first of the
-    /// overlap's second half of bars. 0 for a crossfade.
-    pub bass_swap_s: f64,
+    /// overlap's second half of bars. None for a crossfade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bass_swap_s: Option<f64>,
     pub a_gain_db: f64,
     pub b_gain_db: f64,
 }
@@ -469,7 +470,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         b_glide_beats,
         // The bar count's middle downbeat: where a 2/4 bar is in the
         // overlap (the last resort above), counting beats would land mid-bar.
-        bass_swap_s: a_bars[start + bars / 2],
+        bass_swap_s: Some(a_bars[start + bars / 2]),
         a_gain_db: track_gain_db(a, s),
         b_gain_db: track_gain_db(b, s),
     }
@@ -483,7 +484,7 @@ impl Plan {
         p.a_out_s -= by;
         p.a_end_s -= by;
         p.a_beats.iter_mut().for_each(|t| *t -= by);
-        p.bass_swap_s -= by;
+        p.bass_swap_s = p.bass_swap_s.map(|t| t - by);
         p
     }
 
@@ -512,7 +513,7 @@ impl Plan {
             a_beats: Vec::new(),
             b_beats: Vec::new(),
             b_glide_beats: Vec::new(),
-            bass_swap_s: 0.0,
+            bass_swap_s: None,
             a_gain_db: track_gain_db(a, s),
             b_gain_db: track_gain_db(b, s),
         }
@@ -656,12 +657,12 @@ mod tests {
     #[test]
     fn the_basses_swap_on_a_downbeat_of_a() {
         let s = TransitionSettings::default();
-        let on_a_downbeat = |a: &Analysis, p: &Plan| a.downbeats.iter().any(|d| (d - p.bass_swap_s).abs() < 1e-9);
+        let on_a_downbeat = |a: &Analysis, p: &Plan| a.downbeats.iter().any(|d| p.bass_swap_s.is_some_and(|t| (d - t).abs() < 1e-9));
         // Whole bars: the downbeat that starts the overlap's middle bar.
         let a = steady(124.0, 240.0);
         let p = plan(&a, &steady(124.0, 240.0), &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
-        assert_eq!(p.bass_swap_s, p.a_beats[p.overlap_bars as usize / 2 * 4]);
+        assert_eq!(p.bass_swap_s, Some(p.a_beats[p.overlap_bars as usize / 2 * 4]));
         // A 2/4 bar every 11 s through A's last 90 s: no overlap keeps clear
         // of one, and counting 4 beats to the bar from the overlap's start
         // lands mid-bar. The swap stays on A's downbeat, near the middle.
@@ -669,9 +670,9 @@ mod tests {
         let p = plan(&a, &steady(124.0, 240.0), &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
         assert_ne!(p.a_beats.len(), p.overlap_bars as usize * 4 + 1, "the overlap crosses a 2/4 bar");
-        assert!(on_a_downbeat(&a, &p), "swap at {} s, not on a downbeat of A", p.bass_swap_s);
-        let middle = (p.a_out_s + p.a_end_s) / 2.0;
-        assert!((p.bass_swap_s - middle).abs() <= 4.0 * 60.0 / 124.0, "swap at {} s, overlap {} to {}", p.bass_swap_s, p.a_out_s, p.a_end_s);
+        assert!(on_a_downbeat(&a, &p), "swap at {:?} s, not on a downbeat of A", p.bass_swap_s);
+        let (middle, swap) = ((p.a_out_s + p.a_end_s) / 2.0, p.bass_swap_s.unwrap_or_default());
+        assert!((swap - middle).abs() <= 4.0 * 60.0 / 124.0, "swap at {swap} s, overlap {} to {}", p.a_out_s, p.a_end_s);
     }
 
     #[test]

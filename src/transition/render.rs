@@ -329,7 +329,8 @@ pub fn render_into(
             // Bass swap on the plan's downbeat, ramped over one beat: each
             // part is split into its low band (a Linkwitz–Riley low-pass)
             // and the rest, sample by sample.
-            let swap = frame(plan.bass_swap_s, rate).saturating_sub(a0);
+            let middle = (plan.a_out_s + plan.a_end_s) / 2.0;
+            let swap = frame(plan.bass_swap_s.unwrap_or(middle), rate).saturating_sub(a0);
             let beat = (frame(plan.a_beats[1], rate) - frame(plan.a_beats[0], rate)).max(1);
             let mut split_a = [BandSplit::new(rate.0, BASS_HZ), BandSplit::new(rate.0, BASS_HZ)];
             let mut split_b = [BandSplit::new(rate.0, BASS_HZ), BandSplit::new(rate.0, BASS_HZ)];
