@@ -218,6 +218,8 @@ pub fn plugin_check(config: &Config, path: &Path, picks: usize) -> anyhow::Resul
 #[derive(Debug, Clone, Default, serde::Serialize)]
 struct ClipScore {
     path: String,
+    /// Seconds cut off the clip's start (`--cuts`); 0 as it is.
+    cut_s: f64,
     beat_f: Option<f64>,
     downbeat_f: Option<f64>,
     /// Median signed offset of our beats from the annotations (ms).
@@ -243,7 +245,7 @@ const CUTS_S: [f64; 6] = [0.9, 1.7, 2.4, 3.0, 3.7, 5.1];
 /// One analysis scored against a clip's annotations, `shift_s` seconds of
 /// the clip cut off its start (the annotations move with it).
 fn score_clip(path: &Path, a: &Analysis, cpu_s: f64, reference: &Reference, shift_s: f64) -> ClipScore {
-    let mut c = ClipScore { path: path.display().to_string(), bpm: a.bpm, key: a.key.clone(), duration_s: a.duration_s, cpu_s, ..Default::default() };
+    let mut c = ClipScore { path: path.display().to_string(), cut_s: shift_s, bpm: a.bpm, key: a.key.clone(), duration_s: a.duration_s, cpu_s, ..Default::default() };
     if let Some(r) = &reference.beats {
         let moved = |v: &[f64]| -> Vec<f64> { v.iter().map(|t| t - shift_s).filter(|t| *t >= 0.0).collect() };
         let (beats, downbeats) = (moved(&r.beats), moved(&r.downbeats));
@@ -363,7 +365,10 @@ pub fn eval(annotations: Option<&Path>, paths: &[PathBuf], cuts: bool, json: boo
         |path, result| match result {
             Ok((c, cut)) => {
                 if json {
-                    println!("{}", serde_json::to_string(&c).expect("json"));
+                    // The clip as it is, then each cut of it.
+                    for score in std::iter::once(&c).chain(&cut) {
+                        println!("{}", serde_json::to_string(score).expect("json"));
+                    }
                 } else {
                     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
                     let yes = |v: Option<bool>| v.map_or("-", |v| if v { "yes" } else { "no" });

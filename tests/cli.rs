@@ -74,6 +74,12 @@ fn eval_scores_against_annotations() {
     assert!(summary["downbeat_f"].as_f64().unwrap() >= 0.95, "{out}");
     assert_eq!(summary["tempo_acc1"], 1.0, "{out}");
     assert_eq!(summary["key_score"], 1.0, "{out}");
+    // With --cuts, a line for the clip as it is and one for each cut.
+    let (code, out, err) = nonstop(&["eval", "--json", "--cuts", "--annotations", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let cuts: Vec<f64> = out.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["cut_s"].as_f64()).collect();
+    let expected = [0.0, 0.9, 1.7, 2.4, 3.0, 3.7, 5.1];
+    assert!(cuts.len() == expected.len() && cuts.iter().zip(expected).all(|(c, e)| (c - e).abs() < 1e-3), "{out}");
     // A missing annotation is an error for that file, named.
  for ext in ["beats", "bpm", "key"] {
         std::fs::remove_file(dir.path().join(format!("case4.{ext}"))).unwrap();
