@@ -657,7 +657,6 @@ mod tests {
     #[test]
     fn the_basses_swap_on_a_downbeat_of_a() {
         let s = TransitionSettings::default();
-        let on_a_downbeat = |a: &Analysis, p: &Plan| a.downbeats.iter().any(|d| p.bass_swap_s.is_some_and(|t| (d - t).abs() < 1e-9));
         // Whole bars: the downbeat that starts the overlap's middle bar.
         let a = steady(124.0, 240.0);
         let p = plan(&a, &steady(124.0, 240.0), &s);
@@ -670,7 +669,8 @@ mod tests {
         let p = plan(&a, &steady(124.0, 240.0), &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
         assert_ne!(p.a_beats.len(), p.overlap_bars as usize * 4 + 1, "the overlap crosses a 2/4 bar");
-        assert!(on_a_downbeat(&a, &p), "swap at {:?} s, not on a downbeat of A", p.bass_swap_s);
+        let on_a_downbeat = p.bass_swap_s.is_some_and(|t| a.downbeats.iter().any(|d| (d - t).abs() < 1e-9));
+        assert!(on_a_downbeat, "swap at {:?} s, not on a downbeat of A", p.bass_swap_s);
         let (middle, swap) = ((p.a_out_s + p.a_end_s) / 2.0, p.bass_swap_s.unwrap_or_default());
         assert!((swap - middle).abs() <= 4.0 * 60.0 / 124.0, "swap at {swap} s, overlap {} to {}", p.a_out_s, p.a_end_s);
     }
