@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 18;
+pub const ANALYSIS_VERSION: i64 = 19;
 
 /// Beat confidence (`tempo::estimate`) below which a track has no pulse:
 /// a sustained pad scores 0.002; the least periodic real recordings we
@@ -258,6 +258,9 @@ struct Level {
     evenness: f64,
     /// Every other beat carries next to nothing (`tempo::MAX_HOLLOWNESS`).
     hollow: bool,
+    /// Halfway between its beats the onsets are as strong as on them
+    /// (`tempo::MAX_FULLNESS`).
+    full: bool,
 }
 
 /// Everything after the feature pass.
@@ -267,25 +270,35 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     let tempo = tempo::estimate(&f.onset, &f.low_onset);
     // The level a listener taps: of the periodicity and its octaves, the
     // one where kick and snare take turns beat by beat — leaving out a
-    // level whose beats come long-short, long-short (swung eighths), and
-    // one whose every other beat falls on nothing (twice a pulse's tempo).
+    // level whose beats come long-short, long-short (swung eighths), one
+    // whose every other beat falls on nothing (twice a pulse's tempo), and
+    // one with hits as strong as its beats halfway between them (half a
+    // pulse's tempo).
     let floor = tempo::accent_floor(&f.onset);
     let levels: Vec<Level> = tempo::octaves(tempo.bpm)
         .map(|bpm| {
             let beats = beats::track(&f.onset, bpm, &active, beats::LOOSE);
             let evenness = tempo::evenness(&f.onset, &beats);
             let score = tempo::level_score(bpm, tempo::alternation(&f, &beats), evenness);
-            Level { bpm, score, evenness, hollow: tempo::hollowness(&f, &beats, floor) > tempo::MAX_HOLLOWNESS }
+            Level {
+                bpm,
+                score,
+                evenness,
+                hollow: tempo::hollowness(&f, &beats, floor) > tempo::MAX_HOLLOWNESS,
+                full: tempo::fullness(&f, &beats) > tempo::MAX_FULLNESS,
+            }
         })
         .collect();
     // Uneven levels are out, unless none is even: then those clearly less
-    // even than the most even one. Hollow levels are out unless all are.
+    // even than the most even one. Hollow and full levels are out unless
+    // all are.
     let most_even = levels.iter().map(|l| l.evenness).fold(0.0, f64::max);
     let even_enough = (most_even - tempo::EVEN_MARGIN).min(tempo::MIN_EVENNESS);
     let all_hollow = levels.iter().all(|l| l.hollow);
+    let all_full = levels.iter().all(|l| l.full);
     let level = levels
         .iter()
-        .filter(|l| l.evenness >= even_enough && (all_hollow || !l.hollow))
+        .filter(|l| l.evenness >= even_enough && (all_hollow || !l.hollow) && (all_full || !l.full))
         .max_by(|a, b| a.score.total_cmp(&b.score))
         .map_or(tempo.bpm, |l| l.bpm);
     // The beats themselves, against a period that follows the music's
@@ -731,6 +744,35 @@ mod tests {
             assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM read at {:.1}", a.bpm);
             let off = a.beats.iter().filter(|b| truth.iter().all(|t| (*b - t).abs() > 0.01)).count();
             assert_eq!(off, 0, "{bpm} BPM: {off} beats off the hits");
+        }
+    }
+
+    #[test]
+    fn a_metronome_accented_on_the_one_is_counted_at_its_clicks() {
+        // 1 kHz clicks with the one at 1.5 kHz, or with a 120 Hz thump
+        // instead: at half the tempo the accents take turns with plain
+        // clicks like a kick with a snare, and a plain click sits halfway
+        // between every two beats.
+        let rate = features::RATE as usize;
+        let tone = |hz: f32, decay: f32, s: f32| (-s / decay).exp() * (std::f32::consts::TAU * hz * s).sin();
+        for (bpm, thump) in [(120.0, false), (140.0, false), (160.0, false), (120.0, true), (160.0, true)] {
+            let mut mono = vec![0.0f32; 60 * rate];
+            let (mut t, mut k) = (0.31, 0);
+            while t < 59.5 {
+                let at = (t * rate as f64) as usize;
+                for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
+                    let s = i as f32 / rate as f32;
+                    *x += 0.4 * match (k % 4, thump) {
+                        (0, false) => tone(1500.0, 0.003, s),
+                        (0, true) => tone(120.0, 0.03, s),
+                        _ => tone(1000.0, 0.003, s),
+                    };
+                }
+                t += 60.0 / bpm;
+                k += 1;
+            }
+            let a = analyze_mono(&mono, 60.0, -20.0, -1.0);
+            assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM (thump: {thump}) read at {:.1}", a.bpm);
         }
     }
 
