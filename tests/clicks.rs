@@ -19,6 +19,9 @@ enum Shape {
     Noise,
     /// A kick: a sine sweeping down from 150 to 50 Hz, with a beater click.
     Kick,
+    /// A metronome: `Sine` at the first frequency, the one of every four
+    /// at the second.
+    Accented(f32, f32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +50,7 @@ fn click_track(c: Clicks) -> (Vec<f64>, Vec<f32>) {
     let times: Vec<f64> = (0..).map(|k| LEAD_IN + k as f64 * 60.0 / c.bpm).take_while(|t| *t < c.seconds - 1.0).collect();
     let mut x = vec![0.0f32; (c.seconds * rate) as usize * 2];
     let mut seed = 12345u32;
-    for &t in &times {
+    for (k, &t) in times.iter().enumerate() {
         // Sub-sample start: the click begins exactly at t.
         let s = (t * rate).ceil() as usize;
         let frac = (s as f64 - t * rate) as f32;
@@ -56,6 +59,7 @@ fn click_track(c: Clicks) -> (Vec<f64>, Vec<f32>) {
             let ti = (i as f32 + frac) / rate as f32;
             let v = match c.shape {
                 Shape::Sine(hz) => (std::f32::consts::TAU * hz * ti).sin() * (-ti / 0.003).exp(),
+                Shape::Accented(hz, one) => (std::f32::consts::TAU * if k % 4 == 0 { one } else { hz } * ti).sin() * (-ti / 0.003).exp(),
                 Shape::Noise => {
                     seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                     ((seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0) * (-ti / 0.002).exp()
@@ -162,6 +166,8 @@ fn clicks_of_b_land_on_clicks_of_a_to_a_millisecond() {
         (Clicks::new(90.0, Shape::Noise, 48_000), Clicks::new(94.0, Shape::Kick, 44_100)),
         (Clicks::new(174.0, Shape::Sine(3000.0), 44_100), Clicks::new(87.0, Shape::Sine(1500.0), 48_000)),
         (Clicks::new(128.0, Shape::Kick, 32_000), Clicks::new(124.0, Shape::Noise, 44_100)),
+        // A metronome accented on the one (read at half once).
+        (Clicks::new(120.0, Shape::Accented(1000.0, 1500.0), 44_100), Clicks::new(126.0, Shape::Sine(5000.0), 48_000)),
         // A 30-second A at 64 BPM has 8 bars: a 3-bar overlap (12 s).
         (Clicks { seconds: 30.0, ..Clicks::new(64.0, Shape::Sine(2000.0), 44_100) }, Clicks::new(66.0, Shape::Kick, 48_000)),
     ];
@@ -190,6 +196,7 @@ fn the_grid_sits_on_clicks_of_every_shape_and_rate() {
         // analysis frames, every few beats: not a pattern of 64 BPM or 3/4.
         Clicks::new(128.0, Shape::Sine(3000.0), 44_100),
         Clicks::new(96.0, Shape::Sine(4000.0), 44_100),
+        Clicks::new(140.0, Shape::Accented(1000.0, 1500.0), 48_000),
     ] {
         let (times, x) = click_track(c);
         let a = analyze_pcm(&x, SampleRate(c.rate)).unwrap();
