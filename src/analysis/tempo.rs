@@ -279,7 +279,7 @@ pub fn hollowness(f: &Features, beats: &[f64], floor: f64) -> f64 {
 /// beats are as strong as the beats themselves: the level is half an even
 /// pulse's tempo, its beats every other one of the pulse, and nobody taps
 /// it. Metronomes accented on the one (by pitch, by timbre, or with a kick
-/// under the click) at 120–160 BPM had been read at half, where the
+/// under the click) at 120–174 BPM had been read at half, where the
 /// accents take turns with plain clicks like a kick with a snare: there
 /// the fullness is 0.97–1.03. On evaldev it is at most 0.88 at any level
 /// and 0.78 at the level the annotations count. (An accent by loudness
