@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 19;
+pub const ANALYSIS_VERSION: i64 = 20;
 
 /// Beat confidence (`tempo::estimate`) below which a track has no pulse:
 /// a sustained pad scores 0.002; the least periodic real recordings we
@@ -773,6 +773,36 @@ mod tests {
             }
             let a = analyze_mono(&mono, 60.0, -20.0, -1.0);
             assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM (thump: {thump}) read at {:.1}", a.bpm);
+        }
+    }
+
+    #[test]
+    fn a_metronome_louder_on_the_one_or_with_quieter_eighths_is_counted_at_its_beat() {
+        // 1 kHz clicks: the one twice as loud, or a click at a quarter of
+        // the level halfway between every two. At half (or twice) the
+        // tempo the beats take turns loud and soft, but all in one band:
+        // no kick against snare.
+        let rate = features::RATE as usize;
+        let click = |s: f32| (-s / 0.003).exp() * (std::f32::consts::TAU * 1000.0 * s).sin();
+        for (bpm, eighths) in [(160.0, false), (90.0, true), (120.0, true)] {
+            let mut mono = vec![0.0f32; 60 * rate];
+            let step = if eighths { 30.0 / bpm } else { 60.0 / bpm };
+            let (mut t, mut k) = (0.31, 0);
+            while t < 59.5 {
+                let at = (t * rate as f64) as usize;
+                let level = match (eighths, k % if eighths { 2 } else { 4 }) {
+                    (false, 0) => 0.8,
+                    (true, 1) => 0.1,
+                    _ => 0.4,
+                };
+                for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
+                    *x += level * click(i as f32 / rate as f32);
+                }
+                t += step;
+                k += 1;
+            }
+            let a = analyze_mono(&mono, 60.0, -20.0, -1.0);
+            assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM (eighths: {eighths}) read at {:.1}", a.bpm);
         }
     }
 
