@@ -713,6 +713,32 @@ mod tests {
         assert_eq!(on_the_beat(&skank, on.clone()), on);
     }
 
+    /// Adds a 50 ms hit to `mono` (at the analysis rate) every `step`
+    /// seconds from `first` until half a second before its end:
+    /// `hit(k, s)` is hit k's sample `s` seconds in. Returns where each
+    /// starts, seconds.
+    fn add_hits(mono: &mut [f32], first: f64, step: f64, mut hit: impl FnMut(usize, f32) -> f32) -> Vec<f64> {
+        let rate = features::RATE as usize;
+        let end = mono.len() as f64 / rate as f64 - 0.5;
+        let mut starts = Vec::new();
+        let mut t = first;
+        while t < end {
+            let at = (t * rate as f64) as usize;
+            let k = starts.len();
+            for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
+                *x += hit(k, i as f32 / rate as f32);
+            }
+            starts.push(at as f64 / rate as f64);
+            t += step;
+        }
+        starts
+    }
+
+    /// A sine at `hz` decaying by e every `decay` seconds, `s` seconds in.
+    fn tone(hz: f32, decay: f32, s: f32) -> f32 {
+        (-s / decay).exp() * (std::f32::consts::TAU * hz * s).sin()
+    }
+
     #[test]
     fn a_pulse_over_a_noise_floor_is_counted_at_its_own_tempo() {
         // Claps (noise around 1.5 kHz, 8 ms decay) or clicks (1 kHz, 3 ms
@@ -725,21 +751,13 @@ mod tests {
         for (bpm, clap) in [(90.0, true), (100.0, true), (64.0, false)] {
             let mut rng = SmallRng::seed_from_u64(7);
             let mut mono: Vec<f32> = (0..40 * rate).map(|_| 0.01 * rng.random_range(-1.0f32..1.0)).collect();
-            let mut t = 0.3;
-            let mut truth = Vec::new();
-            while t < 39.5 {
-                let at = (t * rate as f64) as usize;
-                for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
-                    let s = i as f32 / rate as f32;
-                    *x += if clap {
-                        rng.random_range(-1.0f32..1.0) * (-s / 0.008).exp() * (std::f32::consts::TAU * 1500.0 * s).sin()
-                    } else {
-                        (-s / 0.003).exp() * (std::f32::consts::TAU * 1000.0 * s).sin()
-                    };
+            let truth = add_hits(&mut mono, 0.3, 60.0 / bpm, |_, s| {
+                if clap {
+                    rng.random_range(-1.0f32..1.0) * tone(1500.0, 0.008, s)
+                } else {
+                    tone(1000.0, 0.003, s)
                 }
-                truth.push(at as f64 / rate as f64);
-                t += 60.0 / bpm;
-            }
+            });
             let a = analyze_mono(&mono, 40.0, -20.0, -1.0);
             assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM read at {:.1}", a.bpm);
             let off = a.beats.iter().filter(|b| truth.iter().all(|t| (*b - t).abs() > 0.01)).count();
@@ -753,24 +771,15 @@ mod tests {
         // instead: at half the tempo the accents take turns with plain
         // clicks like a kick with a snare, and a plain click sits halfway
         // between every two beats.
-        let rate = features::RATE as usize;
-        let tone = |hz: f32, decay: f32, s: f32| (-s / decay).exp() * (std::f32::consts::TAU * hz * s).sin();
         for (bpm, thump) in [(120.0, false), (140.0, false), (160.0, false), (120.0, true), (160.0, true)] {
-            let mut mono = vec![0.0f32; 60 * rate];
-            let (mut t, mut k) = (0.31, 0);
-            while t < 59.5 {
-                let at = (t * rate as f64) as usize;
-                for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
-                    let s = i as f32 / rate as f32;
-                    *x += 0.4 * match (k % 4, thump) {
-                        (0, false) => tone(1500.0, 0.003, s),
-                        (0, true) => tone(120.0, 0.03, s),
-                        _ => tone(1000.0, 0.003, s),
-                    };
+            let mut mono = vec![0.0f32; 60 * features::RATE as usize];
+            add_hits(&mut mono, 0.31, 60.0 / bpm, |k, s| {
+                0.4 * match (k % 4, thump) {
+                    (0, false) => tone(1500.0, 0.003, s),
+                    (0, true) => tone(120.0, 0.03, s),
+                    _ => tone(1000.0, 0.003, s),
                 }
-                t += 60.0 / bpm;
-                k += 1;
-            }
+            });
             let a = analyze_mono(&mono, 60.0, -20.0, -1.0);
             assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM (thump: {thump}) read at {:.1}", a.bpm);
         }
@@ -782,25 +791,17 @@ mod tests {
         // the level halfway between every two. At half (or twice) the
         // tempo the beats take turns loud and soft, but all in one band:
         // no kick against snare.
-        let rate = features::RATE as usize;
-        let click = |s: f32| (-s / 0.003).exp() * (std::f32::consts::TAU * 1000.0 * s).sin();
         for (bpm, eighths) in [(160.0, false), (90.0, true), (120.0, true)] {
-            let mut mono = vec![0.0f32; 60 * rate];
+            let mut mono = vec![0.0f32; 60 * features::RATE as usize];
             let step = if eighths { 30.0 / bpm } else { 60.0 / bpm };
-            let (mut t, mut k) = (0.31, 0);
-            while t < 59.5 {
-                let at = (t * rate as f64) as usize;
+            add_hits(&mut mono, 0.31, step, |k, s| {
                 let level = match (eighths, k % if eighths { 2 } else { 4 }) {
                     (false, 0) => 0.8,
                     (true, 1) => 0.1,
                     _ => 0.4,
                 };
-                for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
-                    *x += level * click(i as f32 / rate as f32);
-                }
-                t += step;
-                k += 1;
-            }
+                level * tone(1000.0, 0.003, s)
+            });
             let a = analyze_mono(&mono, 60.0, -20.0, -1.0);
             assert!((a.bpm / bpm - 1.0).abs() < 0.01, "{bpm} BPM (eighths: {eighths}) read at {:.1}", a.bpm);
         }
