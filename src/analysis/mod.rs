@@ -713,11 +713,11 @@ mod tests {
         assert_eq!(on_the_beat(&skank, on.clone()), on);
     }
 
-    /// Adds a 50 ms hit to `mono` (at the analysis rate) every `step`
-    /// seconds from `first` until half a second before its end:
-    /// `hit(k, s)` is hit k's sample `s` seconds in. Returns where each
-    /// starts, seconds.
-    fn add_hits(mono: &mut [f32], first: f64, step: f64, mut hit: impl FnMut(usize, f32) -> f32) -> Vec<f64> {
+    /// Adds a hit of `length` seconds to `mono` (at the analysis rate)
+    /// every `step` seconds from `first` until half a second before its
+    /// end: `hit(k, s)` is hit k's sample `s` seconds in. Returns where
+    /// each starts, seconds.
+    fn add_hits(mono: &mut [f32], first: f64, step: f64, length: f64, mut hit: impl FnMut(usize, f32) -> f32) -> Vec<f64> {
         let rate = features::RATE as usize;
         let end = mono.len() as f64 / rate as f64 - 0.5;
         let mut starts = Vec::new();
@@ -725,7 +725,7 @@ mod tests {
         while t < end {
             let at = (t * rate as f64) as usize;
             let k = starts.len();
-            for (i, x) in mono[at..at + rate / 20].iter_mut().enumerate() {
+            for (i, x) in mono[at..at + (length * rate as f64) as usize].iter_mut().enumerate() {
                 *x += hit(k, i as f32 / rate as f32);
             }
             starts.push(at as f64 / rate as f64);
@@ -751,7 +751,7 @@ mod tests {
         for (bpm, clap) in [(90.0, true), (100.0, true), (64.0, false)] {
             let mut rng = SmallRng::seed_from_u64(7);
             let mut mono: Vec<f32> = (0..40 * rate).map(|_| 0.01 * rng.random_range(-1.0f32..1.0)).collect();
-            let truth = add_hits(&mut mono, 0.3, 60.0 / bpm, |_, s| {
+            let truth = add_hits(&mut mono, 0.3, 60.0 / bpm, 0.05, |_, s| {
                 if clap {
                     rng.random_range(-1.0f32..1.0) * tone(1500.0, 0.008, s)
                 } else {
@@ -767,17 +767,19 @@ mod tests {
 
     #[test]
     fn a_metronome_accented_on_the_one_is_counted_at_its_clicks() {
-        // 1 kHz clicks with the one at 1.5 kHz, or with a 120 Hz thump
-        // instead: at half the tempo the accents take turns with plain
-        // clicks like a kick with a snare, and a plain click sits halfway
-        // between every two beats.
+        // 1 kHz clicks with the one at 1.5 kHz; or 2 kHz clicks with a
+        // thump on the one (a tone gliding down from 120 Hz, as a kick
+        // does): at half the tempo
+        // the accents take turns with plain clicks like a kick with a
+        // snare, and a plain click sits halfway between every two beats.
         for (bpm, thump) in [(120.0, false), (140.0, false), (160.0, false), (120.0, true), (160.0, true)] {
             let mut mono = vec![0.0f32; 60 * features::RATE as usize];
-            add_hits(&mut mono, 0.31, 60.0 / bpm, |k, s| {
+            add_hits(&mut mono, 0.31, 60.0 / bpm, 0.06, |k, s| {
                 0.4 * match (k % 4, thump) {
                     (0, false) => tone(1500.0, 0.003, s),
-                    (0, true) => tone(120.0, 0.03, s),
-                    _ => tone(1000.0, 0.003, s),
+                    (0, true) => (std::f32::consts::TAU * 120.0 * (-s / 0.02).exp() * s).sin() * (-s / 0.03).exp(),
+                    (_, false) => tone(1000.0, 0.003, s),
+                    (_, true) => tone(2000.0, 0.003, s),
                 }
             });
             let a = analyze_mono(&mono, 60.0, -20.0, -1.0);
@@ -794,7 +796,7 @@ mod tests {
         for (bpm, eighths) in [(160.0, false), (90.0, true), (120.0, true)] {
             let mut mono = vec![0.0f32; 60 * features::RATE as usize];
             let step = if eighths { 30.0 / bpm } else { 60.0 / bpm };
-            add_hits(&mut mono, 0.31, step, |k, s| {
+            add_hits(&mut mono, 0.31, step, 0.05, |k, s| {
                 let level = match (eighths, k % if eighths { 2 } else { 4 }) {
                     (false, 0) => 0.8,
                     (true, 1) => 0.1,
