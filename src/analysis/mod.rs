@@ -769,9 +769,9 @@ mod tests {
     fn a_metronome_accented_on_the_one_is_counted_at_its_clicks() {
         // 1 kHz clicks with the one at 1.5 kHz; or 2 kHz clicks with a
         // thump on the one (a tone gliding down from 120 Hz, as a kick
-        // does): at half the tempo
-        // the accents take turns with plain clicks like a kick with a
-        // snare, and a plain click sits halfway between every two beats.
+        // does): at half the tempo the accents take turns with plain
+        // clicks like a kick with a snare, and a plain click sits halfway
+        // between every two beats.
         for (bpm, thump) in [(120.0, false), (140.0, false), (160.0, false), (120.0, true), (160.0, true)] {
             let mut mono = vec![0.0f32; 60 * features::RATE as usize];
             add_hits(&mut mono, 0.31, 60.0 / bpm, 0.06, |k, s| {
