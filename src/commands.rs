@@ -641,7 +641,9 @@ fn mark_onsets(pcm: &[f32], rate: nonstop::units::SampleRate, hz: f32) -> Vec<f6
 /// transition, `nonstop mix`: the room a short B keeps on air for its own
 /// mix-out is not reserved) and rendered as the station would; then both
 /// click trains are found in the rendered overlap and B's are compared
-/// with A's. Prints each pair and a summary.
+/// with A's. Prints each pair and a summary, with what the annotations'
+/// own offsets from the beats account for (over each clip, and where the
+/// clips meet) and what the render adds beyond them.
 pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool> {
     use nonstop::transition::{plan, render_checked, Mode};
     let rate = config.stream.rate();
@@ -691,6 +693,10 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     // the click trains (B's beats on A's, each clip's marks off its beats),
     // and how far the clicks' lag is from that.
     let (mut offset_lags, mut beyond_offsets): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    // The same from the annotations where the clips meet (A's through the
+    // overlap, B's where it comes in), beat by beat against the beats the
+    // plan put together: what the render itself adds is the rest.
+    let (mut local_lags, mut beyond_local): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     // And how far the station's own measurement is from the clicks' lag
     // once those offsets are taken out: what the music itself shows.
     let mut self_beyond_offsets: Vec<f64> = Vec::new();
@@ -739,6 +745,11 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
                 lag_differences.push((clicks_lag - self_lag).abs());
             }
             let offsets_lag = a.offset_ms - b.offset_ms;
+            let local_lag = overlap_offsets_lag(&aired, &a.beats, &b.beats);
+            if (clicks_lag - local_lag).is_finite() {
+                local_lags.push(local_lag.abs());
+                beyond_local.push((clicks_lag - local_lag).abs());
+            }
             if (clicks_lag - offsets_lag).is_finite() {
                 offset_lags.push(offsets_lag.abs());
                 beyond_offsets.push((clicks_lag - offsets_lag).abs());
@@ -786,6 +797,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     let (offsets_lag, offsets_lag_p95) = median_p95(&mut offset_lags);
     let (beyond, beyond_p95) = median_p95(&mut beyond_offsets);
     let (self_beyond, self_beyond_p95) = median_p95(&mut self_beyond_offsets);
+    let (local, local_p95) = median_p95(&mut local_lags);
+    let (beyond_here, beyond_here_p95) = median_p95(&mut beyond_local);
     let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
@@ -801,6 +814,10 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         "annotation_offsets_lag_p95_ms": (offsets_lag_p95 * 10.0).round() / 10.0,
         "lag_beyond_annotation_offsets_median_ms": (beyond * 10.0).round() / 10.0,
         "self_lag_off_beyond_annotation_offsets_median_ms": (self_beyond * 10.0).round() / 10.0,
+        "overlap_annotation_offsets_lag_median_ms": (local * 10.0).round() / 10.0,
+        "overlap_annotation_offsets_lag_p95_ms": (local_p95 * 10.0).round() / 10.0,
+        "lag_beyond_overlap_annotation_offsets_median_ms": (beyond_here * 10.0).round() / 10.0,
+        "lag_beyond_overlap_annotation_offsets_p95_ms": (beyond_here_p95 * 10.0).round() / 10.0,
         "self_lag_off_beyond_annotation_offsets_p95_ms": (self_beyond_p95 * 10.0).round() / 10.0,
     });
     if json {
@@ -824,8 +841,28 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             "each clip's beats sit at their own offset from its annotations; those offsets alone would put B's clicks {offsets_lag:.1} ms from A's at the median pair, {offsets_lag_p95:.1} ms at the 95th percentile ({:.0}% of pairs within 20 ms); the clicks' lag was {beyond:.1} ms from that at the median pair, {beyond_p95:.1} ms at the 95th percentile",
             offsets_within_20 * 100.0
         );
+        println!(
+            "where the clips meet, the annotations' offsets from the beats the plan put together would put B's clicks {local:.1} ms from A's at the median pair, {local_p95:.1} ms at the 95th percentile; the clicks' lag was {beyond_here:.1} ms from that at the median pair, {beyond_here_p95:.1} ms at the 95th percentile: what the render itself adds"
+        );
     }
     Ok(beatmatched + fell_back > 0)
+}
+
+/// Where the marks of a beatmatched transition should land against each
+/// other, ms (B's less A's), from the annotations alone: for each of A's
+/// beats in the overlap and the beat of B the plan puts on it, each one's
+/// offset from its nearest annotation (within 50 ms), B's at the speed it
+/// is played; the median over the overlap. NaN where no pair has both.
+fn overlap_offsets_lag(plan: &nonstop::transition::Plan, a_marks: &[f64], b_marks: &[f64]) -> f64 {
+    let offset = |marks: &[f64], t: f64| marks.iter().map(|m| t - m).min_by(|x, y| x.abs().total_cmp(&y.abs())).filter(|d| d.abs() <= 0.05);
+    let mut lags: Vec<f64> = plan
+        .a_beats
+        .iter()
+        .zip(&plan.b_beats)
+        .filter_map(|(&ta, &tb)| Some((offset(a_marks, ta)? - offset(b_marks, tb)? / plan.stretch_ratio) * 1000.0))
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    nonstop::quantile(&lags, 0.5)
 }
 
 /// `nonstop loadtest`: listeners (or connect/disconnect churn) against a stream.

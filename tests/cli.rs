@@ -90,6 +90,41 @@ fn eval_scores_against_annotations() {
 }
 
 #[test]
+fn eval_mix_finds_the_marks_where_the_annotations_put_them() {
+    // Two steady synthetic tracks 3% apart in tempo, annotated at their
+    // true beats: both transitions beatmatch, and the marks at those beats
+    // land on each other in the rendered overlap. At 22.05 kHz, as the
+    // annotated clips are: nothing of the music where the marks are.
+    let rate = SampleRate(22_050);
+    let dir = tempfile::tempdir().unwrap();
+    let (audio, annotations) = (dir.path().join("audio"), dir.path().join("annotations"));
+    std::fs::create_dir_all(&audio).unwrap();
+    std::fs::create_dir_all(&annotations).unwrap();
+    for i in [11, 12] {
+        let spec = analysis_test_set(30.0).swap_remove(i);
+        let wav = hound::WavSpec { channels: 2, sample_rate: rate.0, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let mut w = hound::WavWriter::create(audio.join(format!("case{i}.wav")), wav).unwrap();
+        for x in render(&spec, rate) {
+            w.write_sample((x.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let beats: Vec<String> = spec.beat_times().iter().map(|t| format!("{t:.5}")).collect();
+        std::fs::write(annotations.join(format!("case{i}.beats")), beats.join("\n")).unwrap();
+        std::fs::write(annotations.join(format!("case{i}.bpm")), format!("{}\n", spec.bpm)).unwrap();
+    }
+    let (code, out, err) = nonstop(&["eval-mix", "--json", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let ms = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
+    assert_eq!((summary["pairs"].as_u64(), summary["beatmatched"].as_u64()), (Some(2), Some(2)), "{out}");
+    assert!(ms("median_ms") <= 3.0 && ms("p95_ms") <= 5.0, "{out}");
+    // Each track's beats sit within a few ms of its annotations where the
+    // tracks meet, and the render puts the marks where those offsets say.
+    assert!(ms("overlap_annotation_offsets_lag_median_ms") <= 3.0, "{out}");
+    assert!(ms("lag_beyond_overlap_annotation_offsets_median_ms") <= 0.5, "{out}");
+}
+
+#[test]
 fn bad_config_names_the_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
