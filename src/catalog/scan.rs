@@ -55,20 +55,27 @@ struct FileStamp {
 /// The audio files under `root`. Links are followed (a library made of
 /// links is a library), but only to places inside `root`, and each file is
 /// listed once however many links lead to it; loops end where they loop.
-/// What cannot be read (a broken link, a folder without permission) goes to
-/// `unreadable`. Each file goes to `found`, which may end the walk there.
+/// What is not scanned (a broken link, a folder without permission, a link
+/// out of the library) goes to `unreadable`, saying why. Each file goes to
+/// `found`, which may end the walk there.
 fn walk(
     root: &Path,
     seen: &mut HashSet<(u64, u64)>,
-    unreadable: &mut dyn FnMut(&Path, &walkdir::Error),
+    unreadable: &mut dyn FnMut(&Path, &dyn std::fmt::Display),
     found: &mut dyn FnMut(FileStamp) -> ControlFlow<()>,
 ) {
     let Ok(canonical_root) = root.canonicalize() else { return };
     let inside = |p: &Path| p.canonicalize().is_ok_and(|c| c.starts_with(&canonical_root));
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| !e.path_is_symlink() || inside(e.path()));
+    // A library of links into a collection elsewhere would otherwise look
+    // empty without a word (and the demo library would play).
+    let outside = std::cell::RefCell::new(Vec::new());
+    let walker = walkdir::WalkDir::new(root).follow_links(true).into_iter().filter_entry(|e| {
+        let keep = !e.path_is_symlink() || inside(e.path());
+        if !keep && e.path().canonicalize().is_ok() {
+            outside.borrow_mut().push(e.path().to_path_buf());
+        }
+        keep
+    });
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -94,6 +101,9 @@ fn walk(
         if found(FileStamp { path: entry.into_path(), size: meta.len() as i64, mtime_ns }).is_break() {
             return;
         }
+    }
+    for path in outside.into_inner() {
+        unreadable(&path, &"a link out of the library: not followed (links are followed inside the library only)");
     }
 }
 
@@ -154,7 +164,7 @@ impl Catalog {
                 Err(source) if i == 0 => return Err(CatalogError::Io { path: root.to_path_buf(), source }),
                 Err(_) => continue,
             };
-            let mut unreadable = |path: &Path, e: &walkdir::Error| {
+            let mut unreadable = |path: &Path, e: &dyn std::fmt::Display| {
                 if self.walk_warned.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf()) {
                     tracing::warn!("{}: {e}", path.display());
                 }
@@ -361,4 +371,38 @@ pub fn analyse_pending(
     });
     write_result?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_library_are_named_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (library, elsewhere) = (dir.path().join("library"), dir.path().join("elsewhere"));
+        std::fs::create_dir_all(&library).unwrap();
+        std::fs::create_dir_all(elsewhere.join("album")).unwrap();
+        for path in [library.join("in.mp3"), elsewhere.join("out.mp3"), elsewhere.join("album/track.flac")] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        std::os::unix::fs::symlink(library.join("in.mp3"), library.join("in-link.mp3")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("out.mp3"), library.join("out.mp3")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("album"), library.join("album")).unwrap();
+        let (mut found, mut named) = (Vec::new(), Vec::new());
+        walk(&library, &mut HashSet::new(), &mut |p, why| named.push((p.to_path_buf(), why.to_string())), &mut |f| {
+            found.push(f.path);
+            ControlFlow::Continue(())
+        });
+        // The file inside, once (the link inside leads to the same file).
+        assert_eq!(found.len(), 1, "{found:?}");
+        named.sort();
+        let paths: Vec<&Path> = named.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(paths, [library.join("album"), library.join("out.mp3")], "{named:?}");
+        assert!(named.iter().all(|(_, why)| why.contains("link out of the library")), "{named:?}");
+        // And a library of nothing but such links holds no audio.
+        std::fs::remove_file(library.join("in.mp3")).unwrap();
+        assert!(!has_audio(&library));
+    }
 }
