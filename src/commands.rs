@@ -732,7 +732,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let mut signed: Vec<f64> = sparse
                 .iter()
                 .filter(|t| span.contains(t))
-                .filter_map(|t| dense.iter().map(|x| sign * (t - x) * 1000.0).min_by(|x, y| x.abs().total_cmp(&y.abs())))
+                .filter_map(|t| eval::nearest(dense, *t).map(|x| sign * (t - x) * 1000.0))
                 .filter(|e| e.abs() <= beat * 500.0)
                 .collect();
             signed.sort_by(f64::total_cmp);
@@ -854,7 +854,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
 /// offset from its nearest annotation (within 50 ms), B's at the speed it
 /// is played; the median over the overlap. NaN where no pair has both.
 fn overlap_offsets_lag(plan: &nonstop::transition::Plan, a_marks: &[f64], b_marks: &[f64]) -> f64 {
-    let offset = |marks: &[f64], t: f64| marks.iter().map(|m| t - m).min_by(|x, y| x.abs().total_cmp(&y.abs())).filter(|d| d.abs() <= 0.05);
+    let offset = |marks: &[f64], t: f64| eval::nearest(marks, t).map(|m| t - m).filter(|d| d.abs() <= 0.05);
     let mut lags: Vec<f64> = plan
         .a_beats
         .iter()

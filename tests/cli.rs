@@ -102,12 +102,7 @@ fn eval_mix_finds_the_marks_where_the_annotations_put_them() {
     std::fs::create_dir_all(&annotations).unwrap();
     for i in [11, 12] {
         let spec = analysis_test_set(30.0).swap_remove(i);
-        let wav = hound::WavSpec { channels: 2, sample_rate: rate.0, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-        let mut w = hound::WavWriter::create(audio.join(format!("case{i}.wav")), wav).unwrap();
-        for x in render(&spec, rate) {
-            w.write_sample((x.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();
-        }
-        w.finalize().unwrap();
+        std::fs::write(audio.join(format!("case{i}.wav")), nonstop::synth::faults::wav16(rate.0, 2, render(&spec, rate))).unwrap();
         let beats: Vec<String> = spec.beat_times().iter().map(|t| format!("{t:.5}")).collect();
         std::fs::write(annotations.join(format!("case{i}.beats")), beats.join("\n")).unwrap();
         std::fs::write(annotations.join(format!("case{i}.bpm")), format!("{}\n", spec.bpm)).unwrap();

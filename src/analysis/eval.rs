@@ -51,11 +51,16 @@ pub fn f_measure(reference: &[f64], estimated: &[f64]) -> f64 {
 /// estimate within 20 ms. A transition lines two tracks' beats up, so a
 /// clip's offset is what it brings into every pair it is in. `None` when
 /// nothing matches.
+/// The one of `times` nearest to `t` (the first of equals); None for none.
+pub fn nearest(times: &[f64], t: f64) -> Option<f64> {
+    times.iter().copied().min_by(|x, y| (x - t).abs().total_cmp(&(y - t).abs()))
+}
+
 pub fn timing(reference: &[f64], estimated: &[f64]) -> Option<(f64, f64)> {
     let r: Vec<f64> = reference.iter().copied().filter(|t| *t >= SKIP_S).collect();
     let mut offsets: Vec<f64> = r
         .iter()
-        .filter_map(|t| estimated.iter().map(|e| e - t).min_by(|x, y| x.abs().total_cmp(&y.abs())))
+        .filter_map(|t| nearest(estimated, *t).map(|e| e - t))
         .filter(|d| d.abs() <= WINDOW_S)
         .map(|d| d * 1000.0)
         .collect();

@@ -65,16 +65,22 @@ fn walk(
     found: &mut dyn FnMut(FileStamp) -> ControlFlow<()>,
 ) {
     let Ok(canonical_root) = root.canonicalize() else { return };
-    let inside = |p: &Path| p.canonicalize().is_ok_and(|c| c.starts_with(&canonical_root));
     // A library of links into a collection elsewhere would otherwise look
     // empty without a word (and the demo library would play).
     let outside = std::cell::RefCell::new(Vec::new());
     let walker = walkdir::WalkDir::new(root).follow_links(true).into_iter().filter_entry(|e| {
-        let keep = !e.path_is_symlink() || inside(e.path());
-        if !keep && e.path().canonicalize().is_ok() {
-            outside.borrow_mut().push(e.path().to_path_buf());
+        if !e.path_is_symlink() {
+            return true;
         }
-        keep
+        match e.path().canonicalize() {
+            Ok(target) if target.starts_with(&canonical_root) => true,
+            Ok(_) => {
+                outside.borrow_mut().push(e.path().to_path_buf());
+                false
+            }
+            // Broken: nothing to follow.
+            Err(_) => false,
+        }
     });
     for entry in walker {
         let entry = match entry {
