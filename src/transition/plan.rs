@@ -120,6 +120,8 @@ pub struct Plan {
     pub reason: Option<String>,
     /// The kind of reason, for counting.
     pub fallback: Option<Fallback>,
+    /// The tempos (BPM) where the tracks meet, which the plan matched: A's
+    /// towards its cue-out, B's from its cue-in (`meeting_tempos`).
     pub tempo_a: f64,
     pub tempo_b: f64,
     /// B's playback speed in the overlap (A's tempo over B's effective tempo).
@@ -162,6 +164,15 @@ fn tempo_within(x: &Analysis, from_s: f64, to_s: f64) -> f64 {
         Some(period) if beats.len() >= MIN_TEMPO_BEATS => 60.0 / period,
         _ => x.bpm,
     }
+}
+
+/// The tempos (BPM) where A and B meet: A's over the last bars before its
+/// cue-out, B's over the first after its cue-in (a track that changes
+/// tempo is mixed at the tempo it has there, not at its longest
+/// stretch's). The overlap's length in bars is the setting's, at least 4.
+fn meeting_tempos(a: &Analysis, b: &Analysis, s: &TransitionSettings) -> (f64, f64) {
+    let reach = |x: &Analysis| s.overlap_bars.max(4) as f64 * x.meter.max(1) as f64 * 60.0 / x.bpm.max(1.0);
+    (tempo_within(a, a.cue_out_s - reach(a), a.cue_out_s), tempo_within(b, b.cue_in_s, b.cue_in_s + reach(b)))
 }
 
 /// How B's own beats sit on A's beats with B's tempo taken at `multiple`:
@@ -304,11 +315,7 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
     if a.meter != b.meter {
         return crossfade(Fallback::MetersDiffer, format!("meters differ ({}/4 and {}/4)", a.meter, b.meter));
     }
-    // The tempos where they meet: A's towards its cue-out, B's from its
-    // cue-in (a track that changes tempo is mixed at the tempo it has
-    // there, not at its longest stretch's).
-    let reach = |x: &Analysis| s.overlap_bars.max(4) as f64 * x.meter.max(1) as f64 * 60.0 / x.bpm.max(1.0);
-    let (a_bpm, b_bpm) = (tempo_within(a, a.cue_out_s - reach(a), a.cue_out_s), tempo_within(b, b.cue_in_s, b.cue_in_s + reach(b)));
+    let (a_bpm, b_bpm) = meeting_tempos(a, b, s);
     let multiple = [1.0, 2.0, 0.5]
         .into_iter()
         .min_by(|x, y| (a_bpm / (b_bpm * x)).ln().abs().total_cmp(&(a_bpm / (b_bpm * y)).ln().abs()))
@@ -457,8 +464,8 @@ fn plan_with(a: &Analysis, b: &Analysis, s: &TransitionSettings, a_from_s: f64, 
         mode: Mode::Beatmatched,
         reason: None,
         fallback: None,
-        tempo_a: a.bpm,
-        tempo_b: b.bpm,
+        tempo_a: a_bpm,
+        tempo_b: b_bpm,
         stretch_ratio: b_speed,
         b_tempo_multiple: multiple,
         overlap_bars: bars as u32,
@@ -498,12 +505,13 @@ impl Plan {
         kind: Fallback,
         reason: String,
     ) -> Plan {
+        let (tempo_a, tempo_b) = meeting_tempos(a, b, s);
         Plan {
             mode: Mode::Crossfade,
             reason: Some(reason),
             fallback: Some(kind),
-            tempo_a: a.bpm,
-            tempo_b: b.bpm,
+            tempo_a,
+            tempo_b,
             stretch_ratio: 1.0,
             b_tempo_multiple: 1.0,
             overlap_bars: 0,
@@ -610,6 +618,8 @@ mod tests {
         let p = plan(&changing(120.0, 170.0, 132.0), &steady(132.0, 240.0), &s);
         assert_eq!(p.mode, Mode::Beatmatched, "{:?}", p.reason);
         assert!((p.stretch_ratio - 1.0).abs() < 1e-6, "{}", p.stretch_ratio);
+        // What /status shows is the tempos the plan matched.
+        assert!((p.tempo_a - 132.0).abs() < 0.01 && (p.tempo_b - 132.0).abs() < 0.01, "{} {}", p.tempo_a, p.tempo_b);
         // A at 120, then 126; B at 126: B is at its own speed through the
         // overlap, and the glide starts there (at 120 ÷ 126 it would
         // start with a 5% step).
@@ -624,6 +634,7 @@ mod tests {
         let p = plan(&changing(120.0, 170.0, 140.0), &steady(126.0, 240.0), &s);
         assert_eq!(p.fallback, Some(Fallback::TemposApart), "{:?}", p.reason);
         assert!(p.reason.as_deref().is_some_and(|r| r.contains("140.0 and 126.0 BPM")), "{:?}", p.reason);
+        assert!((p.tempo_a - 140.0).abs() < 0.01 && (p.tempo_b - 126.0).abs() < 0.01, "{} {}", p.tempo_a, p.tempo_b);
     }
 
     /// `x` with a 2/4 bar at its downbeat nearest `at_s`: the downbeats
