@@ -700,6 +700,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     // And how far the station's own measurement is from the clicks' lag
     // once those offsets are taken out: what the music itself shows.
     let mut self_beyond_offsets: Vec<f64> = Vec::new();
+    // The same with the annotations' offsets where the clips meet.
+    let mut self_beyond_local: Vec<f64> = Vec::new();
     for (i, j) in pairs {
         let (a, b) = (&clips[i], &clips[j]);
         // Each clip's clicks at its own frequency, and only there: a click
@@ -749,6 +751,9 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             if (clicks_lag - local_lag).is_finite() {
                 local_lags.push(local_lag.abs());
                 beyond_local.push((clicks_lag - local_lag).abs());
+                if self_lag.is_finite() {
+                    self_beyond_local.push((clicks_lag - local_lag - self_lag).abs());
+                }
             }
             if (clicks_lag - offsets_lag).is_finite() {
                 offset_lags.push(offsets_lag.abs());
@@ -799,6 +804,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
     let (self_beyond, self_beyond_p95) = median_p95(&mut self_beyond_offsets);
     let (local, local_p95) = median_p95(&mut local_lags);
     let (beyond_here, beyond_here_p95) = median_p95(&mut beyond_local);
+    let (self_here, self_here_p95) = median_p95(&mut self_beyond_local);
     let q = |p: f64| nonstop::quantile(&all_errors, p);
     let summary = serde_json::json!({
         "pairs": beatmatched + fell_back,
@@ -819,6 +825,8 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
         "lag_beyond_overlap_annotation_offsets_median_ms": (beyond_here * 10.0).round() / 10.0,
         "lag_beyond_overlap_annotation_offsets_p95_ms": (beyond_here_p95 * 10.0).round() / 10.0,
         "self_lag_off_beyond_annotation_offsets_p95_ms": (self_beyond_p95 * 10.0).round() / 10.0,
+        "self_lag_off_beyond_overlap_annotation_offsets_median_ms": (self_here * 10.0).round() / 10.0,
+        "self_lag_off_beyond_overlap_annotation_offsets_p95_ms": (self_here_p95 * 10.0).round() / 10.0,
     });
     if json {
         println!("{summary}");
@@ -835,7 +843,7 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             all_errors.len()
         );
         println!(
-            "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile; within {self_beyond:.1} ms ({self_beyond_p95:.1} ms) of the clicks' lag less the clips' annotation offsets"
+            "the station's own measurement of the lag (from the music, not the clicks) was within {lag_agreement:.1} ms of the clicks' at the median pair, {lag_agreement_p95:.1} ms at the 95th percentile; within {self_beyond:.1} ms ({self_beyond_p95:.1} ms) of the clicks' lag less the clips' annotation offsets, within {self_here:.1} ms ({self_here_p95:.1} ms) less their offsets where the clips meet"
         );
         println!(
             "each clip's beats sit at their own offset from its annotations; those offsets alone would put B's clicks {offsets_lag:.1} ms from A's at the median pair, {offsets_lag_p95:.1} ms at the 95th percentile ({:.0}% of pairs within 20 ms); the clicks' lag was {beyond:.1} ms from that at the median pair, {beyond_p95:.1} ms at the 95th percentile",
