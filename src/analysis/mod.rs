@@ -27,7 +27,7 @@ use features::Features;
 
 /// Bumped whenever results would change; the catalogue re-analyses
 /// every file analysed by an older version.
-pub const ANALYSIS_VERSION: i64 = 20;
+pub const ANALYSIS_VERSION: i64 = 21;
 
 /// Beat confidence (`tempo::estimate`) below which a track has no pulse:
 /// a sustained pad scores 0.002; the least periodic real recordings we
@@ -305,7 +305,8 @@ fn analyze_features(f: Features, duration_s: f64, loudness_lufs: f64, true_peak_
     // drift around that level.
     let tracked = beats::track_periods(&f.onset, &tempo::local_periods(&f.onset, level), &active, beats::TIGHT);
     let tracked = on_the_beat(&f, tracked);
-    let grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked), &f.onset);
+    let mut grid = grid::fit(&tracked, &grid::attacks(&f.fine, &tracked), &f.onset);
+    grid::settle_clean_attacks(&f.fine, &mut grid);
     let mut beats = grid.beats.clone();
     extend_into_music(&f, &mut beats);
     // The tempo the beats keep (the longest steady section's, else the
