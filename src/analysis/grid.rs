@@ -149,7 +149,7 @@ const SETTLE_MAX_S: f64 = 0.012;
 /// (in dB, and within 12 dB of the peak, as `attacks`) from its level
 /// before the beat to the peak of its first rise is the hit's first
 /// sample. (On the synthetic test set's mixes the beats went from 0.4–5.7
-/// ms late to −1.1..+0.8 ms; 808-style kicks alone at 88–158 BPM with
+/// ms late to −0.3..+1.2 ms; 808-style kicks alone at 88–158 BPM with
 /// long tails from 0.0–2.9 to 0.0–0.8 ms.)
 pub fn settle_clean_attacks(env: &[i16], grid: &mut Grid) {
     let fps = RATE as f64 / FINE_HOP as f64;
@@ -184,11 +184,11 @@ pub fn settle_clean_attacks(env: &[i16], grid: &mut Grid) {
         }
         let level = |peak: f32| (0.5 * (before + peak)).max(peak - 2.76);
         let first_at = |level: f32| (from..=top).find(|&k| avg[k] >= level).unwrap_or(top);
+        let peak_after = |k: usize| avg[k..=(k + 4).min(avg.len() - 1)].iter().copied().fold(f32::MIN, f32::max);
         // Halfway to the overall peak finds the first rise; halfway to
         // that rise's own peak (its next 2 ms) times it.
-        let k = first_at(level(avg[top]));
-        let k = first_at(level(avg[k..=(k + 4).min(avg.len() - 1)].iter().copied().fold(f32::MIN, f32::max)));
-        let half = level(avg[k..=(k + 4).min(avg.len() - 1)].iter().copied().fold(f32::MIN, f32::max));
+        let k = first_at(level(peak_after(first_at(level(avg[top])))));
+        let half = level(peak_after(k));
         let (lo, hi) = (avg[k - 1], avg[k]);
         let frac = if hi > lo { ((half - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
         // As in `attacks`: the crossing between frames k - 1 and k.
