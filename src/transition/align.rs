@@ -9,14 +9,16 @@
 //! strength on and between them.
 //!
 //! The envelopes are taken below 8 kHz (hi-hat air and any marker clicks
-//! above it do not decide), with 1 ms smoothing, at 0.25 ms resolution.
+//! above it do not decide), with 1 ms smoothing, every 0.25 ms or the
+//! nearest whole number of samples to it (11 at 44.1 kHz): an envelope
+//! carries its own hop, so that its times are the audio's.
 
 use serde::Serialize;
 
 use super::dsp::Biquad;
 use crate::units::SampleRate;
 
-/// Envelope resolution, seconds.
+/// Envelope resolution, seconds (rounded to whole samples).
 const HOP_S: f64 = 0.00025;
 /// Energy smoothing, seconds.
 const SMOOTH_S: f64 = 0.001;
@@ -76,9 +78,32 @@ impl Alignment {
     }
 }
 
+/// A log-energy envelope and its time step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub log: Vec<f32>,
+    /// Seconds per value: whole samples, so `HOP_S` only roughly.
+    pub hop_s: f64,
+}
+
+impl Envelope {
+    /// Steps of this envelope in `seconds`.
+    fn hops(&self, seconds: f64) -> f64 {
+        seconds / self.hop_s
+    }
+
+    /// The attack rise window in steps.
+    fn rise(&self) -> usize {
+        (self.hops(RISE_S).round() as usize).max(1)
+    }
+}
+
 /// Log energy (below 8 kHz, 1 ms smoothing) of interleaved stereo from
-/// frame `from` for `frames` frames, one value per `HOP_S`.
-pub fn log_energy(stereo: &[f32], from: usize, frames: usize, rate: SampleRate) -> Vec<f32> {
+/// frame `from` for `frames` frames, one value every `HOP_S` rounded to
+/// whole samples. (Taken as exactly `HOP_S`, the 11 samples of 44.1 kHz
+/// put every time 0.23 % late: 70 ms by the end of a 30-second overlap,
+/// where the attacks were then looked for beside their beats.)
+pub fn log_energy(stereo: &[f32], from: usize, frames: usize, rate: SampleRate) -> Envelope {
     let hop = ((HOP_S * rate.0 as f64).round() as usize).max(1);
     let alpha = (1.0 - (-1.0 / (SMOOTH_S * rate.0 as f64)).exp()) as f32;
     let mut lp = [Biquad::lowpass(rate.0 as f32, 8_000.0), Biquad::lowpass(rate.0 as f32, 8_000.0)];
@@ -93,32 +118,28 @@ pub fn log_energy(stereo: &[f32], from: usize, frames: usize, rate: SampleRate) 
             out.push((energy + 1e-10).ln());
         }
     }
-    out
-}
-
-fn rise_hops() -> usize {
-    ((RISE_S / HOP_S).round() as usize).max(1)
+    Envelope { log: out, hop_s: hop as f64 / rate.0 as f64 }
 }
 
 /// Attack strength for the coarse lag: the rise of the amplitude over
 /// 2 ms, positive part. In amplitude, not dB: the loud attacks (kick,
 /// snare) lead; a hi-hat out of digital silence would rise as much in dB.
-fn attack_strength(log_e: &[f32]) -> Vec<f32> {
-    let r = rise_hops();
+fn attack_strength(log_e: &[f32], r: usize) -> Vec<f32> {
     let amp: Vec<f32> = log_e.iter().map(|l| (0.5 * l).exp()).collect();
     (0..amp.len()).map(|i| if i >= r { (amp[i] - amp[i - r]).max(0.0) } else { 0.0 }).collect()
 }
 
-/// The rise of the log energy over 2 ms, positive part: where attacks are.
-fn log_rise(log_e: &[f32]) -> Vec<f32> {
-    let r = rise_hops();
+/// The rise of the log energy over 2 ms (`r` steps), positive part: where
+/// attacks are.
+fn log_rise(log_e: &[f32], r: usize) -> Vec<f32> {
     (0..log_e.len()).map(|i| if i >= r { (log_e[i] - log_e[i - r]).max(0.0) } else { 0.0 }).collect()
 }
 
 /// Attacks: (time in hops, strength), at local maxima of the strength that
-/// rise at least 6 dB, each timed at its half-rise crossing.
-fn attacks(log_e: &[f32], strength: &[f32]) -> Vec<(f64, f32)> {
-    let r = rise_hops() as isize;
+/// rise at least 6 dB, each timed at its half-rise crossing (`r`: the rise
+/// window in steps).
+fn attacks(log_e: &[f32], strength: &[f32], r: usize) -> Vec<(f64, f32)> {
+    let r = r as isize;
     let at = |k: isize| log_e[k.clamp(0, log_e.len() as isize - 1) as usize];
     let mut out = Vec::new();
     for i in 1..strength.len().saturating_sub(1) {
@@ -149,14 +170,14 @@ fn attacks(log_e: &[f32], strength: &[f32]) -> Vec<(f64, f32)> {
 }
 
 /// The loudest attack within `radius` hops of `at`, nearer ones preferred:
-/// (time in hops, amplitude rise).
-fn loudest_near(attacks: &[(f64, f32)], strength: &[f32], at: f64, radius: f64) -> Option<(f64, f32)> {
+/// (time in hops, amplitude rise over the `r` steps after it).
+fn loudest_near(attacks: &[(f64, f32)], strength: &[f32], r: usize, at: f64, radius: f64) -> Option<(f64, f32)> {
     attacks
         .iter()
         .filter(|(t, _)| (t - at).abs() <= radius)
         .map(|&(t, _)| {
-            let i = (t.round() as usize + rise_hops()).min(strength.len().saturating_sub(1));
-            let loud = strength[i.saturating_sub(rise_hops())..=i].iter().copied().fold(0.0f32, f32::max);
+            let i = (t.round() as usize + r).min(strength.len().saturating_sub(1));
+            let loud = strength[i.saturating_sub(r)..=i].iter().copied().fold(0.0f32, f32::max);
             (t, loud * (-0.5 * ((t - at) / (radius / 2.0)).powi(2)).exp() as f32)
         })
         .max_by(|x, y| x.1.total_cmp(&y.1))
@@ -194,24 +215,25 @@ fn subdivide(points: &[f64], parts: usize) -> Vec<f64> {
 /// is half a beat off, and counts as off the beat throughout. B plays
 /// `b_per_beat` beats per grid interval (2 where B is counted at twice A's
 /// tempo: its own beats between the grid points are not off-beats).
-pub fn measure(a: &[f32], b: &[f32], grid: &[f64], b_per_beat: usize) -> Option<Alignment> {
-    if grid.len() < 4 {
+pub fn measure(a: &Envelope, b: &Envelope, grid: &[f64], b_per_beat: usize) -> Option<Alignment> {
+    if grid.len() < 4 || a.hop_s != b.hop_s {
         return None;
     }
-    let beat = (grid[grid.len() - 1] - grid[0]) / (grid.len() - 1) as f64 / HOP_S;
-    let radius = (0.060 / HOP_S).min(beat / 3.0);
-    let (sa, sb) = (attack_strength(a), attack_strength(b));
-    let (att_a, att_b) = (attacks(a, &log_rise(a)), attacks(b, &log_rise(b)));
-    let points: Vec<f64> = grid.iter().map(|t| t / HOP_S).filter(|p| *p >= radius && *p + radius < sa.len().min(sb.len()) as f64).collect();
+    let r = a.rise();
+    let beat = a.hops((grid[grid.len() - 1] - grid[0]) / (grid.len() - 1) as f64);
+    let radius = a.hops(0.060).min(beat / 3.0);
+    let (sa, sb) = (attack_strength(&a.log, r), attack_strength(&b.log, r));
+    let (att_a, att_b) = (attacks(&a.log, &log_rise(&a.log, r), r), attacks(&b.log, &log_rise(&b.log, r), r));
+    let points: Vec<f64> = grid.iter().map(|t| a.hops(*t)).filter(|p| *p >= radius && *p + radius < sa.len().min(sb.len()) as f64).collect();
     let tried = points.len();
     let mut lags = Vec::new();
     for &p in &points {
-        if let (Some((ta, _)), Some((tb, _))) = (loudest_near(&att_a, &sa, p, radius), loudest_near(&att_b, &sb, p, radius)) {
-            lags.push((tb - ta) * HOP_S * 1000.0);
+        if let (Some((ta, _)), Some((tb, _))) = (loudest_near(&att_a, &sa, r, p, radius), loudest_near(&att_b, &sb, r, p, radius)) {
+            lags.push((tb - ta) * a.hop_s * 1000.0);
         }
     }
     // Half a beat off: loud attacks between a track's beats, not on them.
-    let near = 0.015 / HOP_S;
+    let near = a.hops(0.015);
     let off_grid = |s: &[f32], beats: &[f64]| {
         let mids = beats.windows(2).map(|w| 0.5 * (w[0] + w[1]));
         strength_at(s, mids, near) > 1.3 * strength_at(s, beats.iter().copied(), near)
@@ -287,6 +309,23 @@ mod tests {
             assert!((m.scatter_ms - expect).abs() < 0.6, "shift {shift_ms}: {m:?}");
             assert_eq!(m.on_beat, 1.0, "{m:?}");
         }
+    }
+
+    #[test]
+    fn a_minute_long_overlap_at_44_1_khz_is_measured_to_its_end() {
+        // 0.25 ms is 11.025 samples at 44.1 kHz: the envelope's 11-sample
+        // steps must be timed as such, or a beat a minute in is looked for
+        // 136 ms from its attacks.
+        let rate = SampleRate::CD;
+        let seconds = 62.0;
+        let a = kicks(0.9, 0.1, seconds, 60.0);
+        let b = kicks(0.9, 0.103, seconds, 60.0);
+        let n = (44_100.0 * seconds) as usize;
+        let grid: Vec<f64> = (0..68).map(|k| 0.1 + 0.9 * k as f64).collect();
+        let (ea, eb) = (log_energy(&a, 0, n, rate), log_energy(&b, 0, n, rate));
+        assert!((ea.hop_s - 11.0 / 44_100.0).abs() < 1e-12, "{}", ea.hop_s);
+        let m = measure(&ea, &eb, &grid, 1).unwrap();
+        assert!(m.tried >= 66 && m.windows == m.tried && (m.lag_ms - 3.0).abs() < 0.3 && m.spread_ms < 0.5, "{m:?}");
     }
 
     #[test]
