@@ -113,6 +113,7 @@ fn eval_mix_finds_the_marks_where_the_annotations_put_them() {
     let ms = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
     assert_eq!((summary["pairs"].as_u64(), summary["beatmatched"].as_u64()), (Some(2), Some(2)), "{out}");
     assert!(ms("median_ms") <= 3.0 && ms("p95_ms") <= 5.0, "{out}");
+    assert_eq!((summary["pairs_95pct_on_beat"].as_u64(), summary["pairs_95pct_within_70ms"].as_u64()), (Some(2), Some(2)), "{out}");
     // Each track's beats sit within a few ms of its annotations where the
     // tracks meet, and the render puts the marks where those offsets say.
     assert!(ms("overlap_annotation_offsets_lag_median_ms") <= 3.0, "{out}");
