@@ -207,7 +207,8 @@ fn subdivide(points: &[f64], parts: usize) -> Vec<f64> {
 }
 
 /// Measures how B's attacks sit on A's through an overlap: `a` and `b` are
-/// log energies (see `log_energy`) over the same output span, `grid` the
+/// log energies (see `log_energy`) over the same output span at one rate
+/// (`None` for envelopes of two rates, or under four beats), `grid` the
 /// beat times (seconds from the span's start) on which both should land.
 /// At each grid point the loudest attack of each track nearby is found (in
 /// the audio, not taken from the grid); their difference is the lag there.
