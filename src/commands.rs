@@ -463,6 +463,7 @@ pub fn mix(config: &Config, a_path: &Path, b_path: &Path, out: &Path, json: bool
             "on_beat": round_to(al.on_beat, 3),
             "corrected": round_to(al.corrected_ms, 2),
             "windows": al.windows,
+            "tried": al.tried,
         })
     });
 

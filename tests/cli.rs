@@ -128,6 +128,35 @@ fn eval_mix_finds_the_marks_where_the_annotations_put_them() {
 }
 
 #[test]
+fn mix_json_reports_the_alignment_measured_at_every_beat_of_the_overlap() {
+    // A steady synthetic track, written at 22.05 kHz, into a copy of itself,
+    // mixed at the station's 44.1 kHz: the report carries the measured
+    // alignment and how many of the overlap's beats it was measured at (the
+    // drift of a mistimed envelope is `transition::align`'s unit test: here
+    // both tracks play one rhythm, which hides it).
+    let dir = tempfile::tempdir().unwrap();
+    let spec = analysis_test_set(150.0).swap_remove(0);
+    let wav = nonstop::synth::faults::wav16(22_050, 2, render(&spec, SampleRate(22_050)));
+    let paths: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let path = dir.path().join(format!("{name}.wav"));
+            std::fs::write(&path, &wav).unwrap();
+            path.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let out_wav = dir.path().join("mix.wav");
+    let (code, out, err) = nonstop(&["mix", &paths[0], &paths[1], "--out", out_wav.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!((report["mode"].as_str(), report["overlap_bars"].as_u64()), (Some("beatmatched"), Some(16)), "{out}");
+    let al = &report["alignment_ms"];
+    let (windows, tried) = (al["windows"].as_u64().unwrap(), al["tried"].as_u64().unwrap());
+    assert!(tried >= 48 && windows * 10 >= tried * 9, "{out}");
+    assert!(al["lag"].as_f64().unwrap().abs() <= 1.0, "{out}");
+}
+
+#[test]
 fn bad_config_names_the_key_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
