@@ -79,10 +79,10 @@ async fn odd_files_dropped_into_a_running_station_never_stop_the_music() {
         }
     }
     // What should play, plays; what cannot, fails.
-    for name in ["mono-8k.wav", "hires-96k-24bit.wav", "surround-6ch.wav", "surround-8ch.wav", "hour-long.wav"] {
+    for name in ["mono-8k.wav", "hires-96k-24bit.wav", "surround-6ch.wav", "surround-8ch.wav", "hour-long.wav", "float-nan.wav"] {
         assert!(playable.contains(&lib.join("corpus").join(name)), "{name} plays");
     }
-    for name in ["rate-0.wav", "rate-1.wav", "rate-max.wav", "channels-0.wav", "garbage.mp3", "empty.mp3"] {
+    for name in ["rate-0.wav", "rate-1.wav", "rate-max.wav", "channels-0.wav", "garbage.mp3", "empty.mp3", "float-huge.wav"] {
         assert!(failed_paths.contains(&lib.join("corpus").join(name).to_string_lossy().into_owned()), "{name} failed");
     }
     let vanished = |name: &str| !playable.iter().any(|p| p.ends_with(name)) && !failed_paths.iter().any(|p| p.ends_with(name));

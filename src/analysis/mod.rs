@@ -148,6 +148,15 @@ pub fn analyze_file_with_tags(path: &Path, limits: AnalysisLimits) -> Result<Fil
         if input.frames == 0 {
             return Err(AudioError::Corrupt("no decodable audio".into()));
         }
+        // A few corrupt words play as silence; a file of them is not music.
+        let (invalid, samples) = (decoder.invalid_samples, input.frames * 2);
+        let what = || format!("{invalid} of {samples} samples not audio (NaN, infinite or beyond ±{})", crate::audio::MAX_SAMPLE);
+        if invalid * 100 > samples {
+            return Err(AudioError::Corrupt(what()));
+        }
+        if invalid > 0 {
+            tracing::warn!("{}: {}: they play as silence", path.display(), what());
+        }
         Ok(FileAnalysis { tags: decoder.tags().clone(), analysis: input.analyze()? })
     })
 }

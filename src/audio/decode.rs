@@ -29,6 +29,9 @@ pub const MAX_CHANNELS: usize = 32;
 /// Frames in one decoded packet beyond which the file is not believed
 /// (ten seconds at the highest rate).
 const MAX_PACKET_FRAMES: usize = 10 * MAX_FILE_RATE as usize;
+/// Largest sample magnitude that is audio (+60 dBFS): a float file's words
+/// beyond it, NaN or infinite, are corrupt.
+pub const MAX_SAMPLE: f32 = 1_000.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
@@ -134,6 +137,9 @@ pub struct Decoder {
     declared_frames: Option<u64>,
     /// Packets dropped because they failed to decode.
     pub bad_packets: u64,
+    /// Samples that were not audio (NaN, infinite, beyond `MAX_SAMPLE`),
+    /// given out as silence.
+    pub invalid_samples: u64,
     /// Set once decoding failed: the error, repeated on every later call.
     failed: Option<String>,
     /// Decoded frames still to leave out at the start (an MP4's edit list).
@@ -499,6 +505,7 @@ impl Decoder {
             tags,
             buffer: None,
             bad_packets: 0,
+            invalid_samples: 0,
             failed: None,
             skip,
             left,
@@ -594,6 +601,13 @@ impl Decoder {
                         out.extend([l, r]);
                     }
                 }
+            }
+            // A NaN or an infinity would poison every filter it passes
+            // through for good (the resampler's, the limiter's envelope,
+            // the encoder's): a float file's corrupt words play as silence.
+            for v in out.iter_mut().filter(|v| !v.is_finite() || v.abs() > MAX_SAMPLE) {
+                *v = 0.0;
+                self.invalid_samples += 1;
             }
             // The edit list's start and end.
             let drop = (self.skip as usize).min(out.len() / 2);

@@ -7,7 +7,7 @@ mod decode;
 mod opus;
 mod resample;
 
-pub use decode::{artwork, clean_tag, contain, panic_message, AudioError, Decoder, Tags, MAX_FILE_RATE, MIN_FILE_RATE};
+pub use decode::{artwork, clean_tag, contain, panic_message, AudioError, Decoder, Tags, MAX_FILE_RATE, MAX_SAMPLE, MIN_FILE_RATE};
 pub use resample::Resampler;
 
 use std::path::Path;

@@ -180,6 +180,18 @@ pub fn write(dir: &Path, outside: &Path, hour_long: bool) -> std::io::Result<Vec
         "96 kHz, 24-bit",
         &wav_bytes(&WavHeader { format: 1, channels: 2, rate: 96_000, bits: 24, data_size: None }, &data24, &[]),
     )?;
+    // 32-bit float words that are not audio: a few (NaN, ±∞, 1e30 amid
+    // the music) play as silence; a file of them fails.
+    let float_wav = |samples: &mut dyn Iterator<Item = f32>| {
+        let data: Vec<u8> = samples.flat_map(f32::to_le_bytes).collect();
+        wav_bytes(&WavHeader { format: 3, channels: 2, rate: 44_100, bits: 32, data_size: None }, &data, &[])
+    };
+    let mut spoiled = song.clone();
+    for (k, v) in spoiled.iter_mut().enumerate().skip(100_000).step_by(20_011).take(40) {
+        *v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30][k % 4];
+    }
+    put("float-nan.wav", "32-bit float with NaN, infinite and 1e30 samples amid the music", &float_wav(&mut spoiled.into_iter()))?;
+    put("float-huge.wav", "32-bit float at 1e30 full scale", &float_wav(&mut song.iter().map(|v| v * 1e30)))?;
     for ch in [6u16, 8] {
         let surround: Vec<f32> = song.chunks_exact(2).flat_map(|f| (0..ch).map(move |c| f[(c % 2) as usize] * 0.7)).collect();
         put(&format!("surround-{ch}ch.wav"), if ch == 6 { "6 channels" } else { "8 channels" }, &wav16(44_100, ch, surround))?;
