@@ -667,7 +667,10 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let beats = eval::read_beats(&dir.join("annotations").join(format!("{stem}.beats"))).map_err(anyhow::Error::msg)?.beats;
             let bpm: f64 = std::fs::read_to_string(dir.join("annotations").join(format!("{stem}.bpm")))?.trim().parse()?;
             let pcm = decode_all(path, rate)?;
-            let analysis = analysis::analyze_pcm(&pcm, rate)?;
+            // Analysed from the file, as the station does (not from the
+            // audio at the station rate: resampled twice, that moves
+            // near-tied decisions of the analysis).
+            let analysis = analysis::analyze_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let offset_ms = eval::timing(&beats, &analysis.beats).map_or(f64::NAN, |t| t.0);
             Ok(Clip { name: stem, pcm, analysis, beats, bpm, offset_ms })
         },
