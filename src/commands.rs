@@ -772,11 +772,12 @@ pub fn eval_mix(config: &Config, dir: &Path, json: bool) -> anyhow::Result<bool>
             let mut errors: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             errors.sort_by(f64::total_cmp);
             let q = |p: f64| nonstop::quantile(&errors, p);
-            let on_beat = errors.iter().filter(|e| **e <= 20.0).count() as f64 / errors.len().max(1) as f64;
+            let within = |ms: f64| errors.iter().filter(|e| **e <= ms).count() as f64 / errors.len().max(1) as f64;
+            let on_beat = within(20.0);
             if on_beat >= 0.95 {
                 on_beat_pairs += 1;
             }
-            if errors.iter().filter(|e| **e <= 70.0).count() as f64 >= 0.95 * errors.len() as f64 {
+            if within(70.0) >= 0.95 {
                 within_70_pairs += 1;
             }
             all_errors.extend(errors.iter().copied());

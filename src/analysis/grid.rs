@@ -104,10 +104,7 @@ pub fn attacks(env: &[i16], beats: &[f64]) -> Vec<Option<f64>> {
             if peak - floor < std::f32::consts::LN_2 {
                 return None;
             }
-            // Halfway, but within 12 dB of the peak: over silence, halfway
-            // would be down in a resampler's pre-ringing. (ln energy:
-            // 12 dB is 2.76.)
-            let half = (0.5 * (floor + peak)).max(peak - 2.76);
+            let half = half_rise(floor, peak);
             let k = (best - RISE..=best).find(|&k| at(k) >= half)?;
             let (lo, hi) = (at(k - 1), at(k));
             let frac = if hi > lo { ((half - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
@@ -116,6 +113,13 @@ pub fn attacks(env: &[i16], beats: &[f64]) -> Vec<Option<f64>> {
             Some(((k - 1) as f64 + frac as f64 + 0.5).max(0.0) / fps)
         })
         .collect()
+}
+
+/// The level (ln energy) at which an attack from `floor` to `peak` is
+/// timed: halfway in dB, but within 12 dB of the peak (ln energy: 2.76),
+/// since over silence halfway would be down in a resampler's pre-ringing.
+pub fn half_rise(floor: f32, peak: f32) -> f32 {
+    (0.5 * (floor + peak)).max(peak - 2.76)
 }
 
 /// A steady section's beat-averaged attack is clean when its peak stands
@@ -182,7 +186,7 @@ pub fn settle_clean_attacks(env: &[i16], grid: &mut Grid) {
         if avg[top] - before < CLEAN_RISE {
             continue;
         }
-        let level = |peak: f32| (0.5 * (before + peak)).max(peak - 2.76);
+        let level = |peak: f32| half_rise(before, peak);
         let first_at = |level: f32| (from..=top).find(|&k| avg[k] >= level).unwrap_or(top);
         let peak_after = |k: usize| avg[k..=(k + 4).min(avg.len() - 1)].iter().copied().fold(f32::MIN, f32::max);
         // Halfway to the overall peak finds the first rise; halfway to

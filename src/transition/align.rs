@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use super::dsp::Biquad;
+use crate::analysis::grid::half_rise;
 use crate::units::SampleRate;
 
 /// Envelope resolution, seconds (rounded to whole samples).
@@ -156,7 +157,7 @@ fn attacks(log_e: &[f32], strength: &[f32], r: usize) -> Vec<(f64, f32)> {
         // keeps rising after its steepest point.
         let top = (i..=i + 5 * r).max_by(|&x, &y| at(x).total_cmp(&at(y))).unwrap_or(i);
         let peak = at(top);
-        let half = (0.5 * (floor + peak)).max(peak - 2.76);
+        let half = half_rise(floor, peak);
         // The crossing may come after the steepest rise: a lossy codec's
         // pre-echo (Vorbis smears a click over the few ms before it) rises
         // further in dB out of digital silence than the click itself does
